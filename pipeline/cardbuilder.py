@@ -1,0 +1,154 @@
+"""Builds the teaser card from what the stages found: title, excerpt, duration, poster, JSON-LD."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime
+from typing import Any
+
+from pipeline.card import (
+    Card,
+    CardStatus,
+    ChapterRef,
+    Duration,
+    EventRef,
+    Link,
+    Poster,
+    SourceRef,
+)
+from pipeline.settings import Settings
+from pipeline.source import SourceInfo
+
+ELLIPSIS = " [...]"
+_SENTENCE = re.compile(
+    r"[A-Za-zÀ-ÿ\u0370-\u03ff\u0400-\u04ff\u0600-\u06ff\u4e00-\u9fff]{2,}.*[.!?。！？]"
+)
+
+
+def slugify(text: str, max_length: int = 80) -> str:
+    """A URL-safe slug: "Munich Security Conference 2026" -> "munich-security-conference-2026"."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:max_length].strip("-") or "event"
+
+
+def iso_duration(seconds: float) -> str:
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = "".join(
+        f"{value}{unit}" for value, unit in ((hours, "H"), (minutes, "M"), (secs, "S")) if value
+    )
+    return f"PT{parts or '0S'}"
+
+
+def display_duration(seconds: float) -> str:
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def has_sentences(text: str) -> bool:
+    """Whether ``text`` reads as prose (not just links, hashtags or a bare title)."""
+    stripped = re.sub(r"https?://\S+|#\w+", "", text).strip()
+    return len(stripped.split()) >= 6 and bool(_SENTENCE.search(stripped))
+
+
+def make_excerpt(text: str, length: int) -> str:
+    """``text`` cut at a word boundary near ``length``, ending in " [...]" when cut."""
+    flat = " ".join(text.split())
+    if len(flat) <= length:
+        return flat
+    cut = flat[: length + 1]
+    space = cut.rfind(" ")
+    cut = cut[:space] if space >= length * 0.6 else cut[:length]
+    return cut.rstrip(" ,;:-–—") + ELLIPSIS
+
+
+def build_card(
+    meta: SourceInfo,
+    settings: Settings,
+    *,
+    status: CardStatus,
+    event: str | None,
+    poster: Poster | None,
+    updated: datetime,
+    excerpt_source: str | None = None,
+) -> Card:
+    duration_s = meta.media_duration or meta.duration
+    duration = (
+        Duration(
+            seconds=round(duration_s, 3),
+            iso8601=iso_duration(duration_s),
+            display=display_duration(duration_s),
+        )
+        if duration_s
+        else None
+    )
+    text = excerpt_source if excerpt_source is not None else meta.description
+    card = Card(
+        id=meta.card_id,
+        status=status,
+        title=meta.title,
+        excerpt=make_excerpt(text, settings.card.excerpt_length),
+        description=meta.description,
+        event=EventRef(name=event, slug=slugify(event)) if event else None,
+        source=SourceRef(
+            platform=meta.platform,
+            extractor=meta.extractor,
+            id=meta.source_id,
+            url=meta.webpage_url,
+            uploader=meta.uploader,
+            uploader_url=meta.uploader_url,
+            published=meta.upload_date,
+        ),
+        duration=duration,
+        link=Link(label=settings.card.watch_label, href=meta.webpage_url),
+        poster=poster,
+        chapters=[ChapterRef(title=c.title, start=c.start, end=c.end) for c in meta.chapters],
+        tags=meta.tags,
+        language=meta.language,
+        updated=updated,
+        jsonld={},
+    )
+    card.jsonld = video_jsonld(card)
+    return card
+
+
+def video_jsonld(card: Card) -> dict[str, Any]:
+    """schema.org VideoObject for the card."""
+    data: dict[str, Any] = {
+        "@context": "https://schema.org",
+        "@type": "VideoObject",
+        "name": card.title,
+        "description": card.description or card.excerpt or card.title,
+        "url": card.link.href,
+    }
+    if card.poster is not None:
+        data["thumbnailUrl"] = [source.src for source in card.poster.sources] or [card.poster.src]
+    if card.source.published:
+        data["uploadDate"] = card.source.published
+    if card.duration is not None:
+        data["duration"] = card.duration.iso8601
+    if card.streams.hls:
+        data["contentUrl"] = card.streams.hls
+    elif card.streams.mp4:
+        data["contentUrl"] = card.streams.mp4[0].src
+    if card.language:
+        data["inLanguage"] = card.language
+    if card.source.uploader:
+        data["publisher"] = {"@type": "Organization", "name": card.source.uploader}
+    if card.chapters:
+        data["hasPart"] = [
+            {
+                "@type": "Clip",
+                "name": chapter.title,
+                "startOffset": round(chapter.start),
+                **({"endOffset": round(chapter.end)} if chapter.end is not None else {}),
+                "url": f"{card.link.href}#t={round(chapter.start)}",
+            }
+            for chapter in card.chapters
+        ]
+    return data

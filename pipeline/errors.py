@@ -1,0 +1,161 @@
+"""The one error taxonomy: stable codes, permanent or transient, and the retry decision.
+
+Every failure that leaves a stage is a :class:`RecastError` carrying an :class:`ErrorCode`
+(part of the API: producers, webhooks and ops filter on it) and one sentence for a human.
+Whether an error is worth retrying is a property of its code, decided here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes. Renaming one breaks API clients: add, never rename."""
+
+    SOURCE_UNSUPPORTED = "source.unsupported"
+    SOURCE_UNAVAILABLE = "source.unavailable"
+    SOURCE_NO_VIDEO = "source.no_video"
+    SOURCE_FORBIDDEN = "source.forbidden"
+    SOURCE_GEO_BLOCKED = "source.geo_blocked"
+    SOURCE_BLOCKED = "source.blocked"
+    SOURCE_LIVE = "source.live"
+    SOURCE_INCOMPLETE = "source.incomplete"
+    LIMIT_DURATION = "limit.duration"
+    LIMIT_FILESIZE = "limit.filesize"
+    MEDIA_INVALID = "media.invalid"
+    NETWORK_TIMEOUT = "network.timeout"
+    NETWORK_RATE_LIMITED = "network.rate_limited"
+    NETWORK_SERVER_ERROR = "network.server_error"
+    NETWORK_CONNECTION = "network.connection"
+    STAGE_STALLED = "stage.stalled"
+    STAGE_TIMEOUT = "stage.timeout"
+    WORKER_LOST = "worker.lost"
+    JOB_CANCELLED = "job.cancelled"
+    CONFIG_INVALID = "config.invalid"
+    INTERNAL = "internal.error"
+
+
+TRANSIENT_CODES: frozenset[ErrorCode] = frozenset(
+    {
+        ErrorCode.NETWORK_TIMEOUT,
+        ErrorCode.NETWORK_RATE_LIMITED,
+        ErrorCode.NETWORK_SERVER_ERROR,
+        ErrorCode.NETWORK_CONNECTION,
+        ErrorCode.STAGE_STALLED,
+        ErrorCode.STAGE_TIMEOUT,
+    }
+)
+
+# Codes that mean "the producer gave us something we cannot use" (CLI exit status 2).
+INPUT_CODES: frozenset[ErrorCode] = frozenset(
+    {
+        ErrorCode.SOURCE_UNSUPPORTED,
+        ErrorCode.SOURCE_UNAVAILABLE,
+        ErrorCode.SOURCE_NO_VIDEO,
+        ErrorCode.SOURCE_FORBIDDEN,
+        ErrorCode.SOURCE_GEO_BLOCKED,
+        ErrorCode.SOURCE_LIVE,
+        ErrorCode.LIMIT_DURATION,
+        ErrorCode.LIMIT_FILESIZE,
+        ErrorCode.MEDIA_INVALID,
+    }
+)
+
+HINTS: dict[ErrorCode, str] = {
+    ErrorCode.SOURCE_UNSUPPORTED: "Check the URL points at a video page or media file.",
+    ErrorCode.SOURCE_UNAVAILABLE: "Check the video is public and still online.",
+    ErrorCode.SOURCE_NO_VIDEO: "Give the URL of the recording itself, not a page around it.",
+    ErrorCode.SOURCE_FORBIDDEN: "Use a public http(s) URL, or allow the network in settings.",
+    ErrorCode.SOURCE_GEO_BLOCKED: "Fetch it from a worker in a region where it is available.",
+    ErrorCode.SOURCE_BLOCKED: "The site is refusing us; wait, or supply cookies in settings.",
+    ErrorCode.SOURCE_LIVE: "Submit it again once the stream has ended and a recording exists.",
+    ErrorCode.SOURCE_INCOMPLETE: "The source is missing parts; try again later or another copy.",
+    ErrorCode.LIMIT_DURATION: "Raise ingest.max_duration_s if this recording is wanted.",
+    ErrorCode.LIMIT_FILESIZE: "Raise ingest.max_filesize_mb or ingest.max_height.",
+    ErrorCode.MEDIA_INVALID: "Check the file plays; re-export or re-upload it.",
+    ErrorCode.NETWORK_TIMEOUT: "Retried automatically; check the source site if it persists.",
+    ErrorCode.NETWORK_RATE_LIMITED: "Retried automatically with backoff.",
+    ErrorCode.NETWORK_SERVER_ERROR: "Retried automatically; the source site is failing.",
+    ErrorCode.NETWORK_CONNECTION: "Retried automatically; check the network.",
+    ErrorCode.STAGE_STALLED: "Retried automatically; the tool stopped making progress.",
+    ErrorCode.STAGE_TIMEOUT: "Retried automatically; raise the stage time limit if it recurs.",
+    ErrorCode.WORKER_LOST: "The input crashes workers; inspect it before retrying.",
+    ErrorCode.JOB_CANCELLED: "Retry the job to run it again.",
+    ErrorCode.CONFIG_INVALID: "Fix the setting named in the message.",
+    ErrorCode.INTERNAL: "This is a bug in Recast; report it with the job id.",
+}
+
+
+class RecastError(Exception):
+    """A classified failure: a stable code and one sentence for a human."""
+
+    def __init__(self, code: ErrorCode, message: str, *, retry_after: float | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        return self.code in TRANSIENT_CODES
+
+    @property
+    def is_input_error(self) -> bool:
+        return self.code in INPUT_CODES
+
+    @property
+    def hint(self) -> str:
+        return HINTS.get(self.code, "")
+
+    def to_dict(self) -> dict[str, str | bool]:
+        return {
+            "code": str(self.code),
+            "message": self.message,
+            "transient": self.transient,
+            "hint": self.hint,
+        }
+
+
+class ConfigError(RecastError):
+    """A setting with a bad value, found at start-up."""
+
+    def __init__(self, message: str):
+        super().__init__(ErrorCode.CONFIG_INVALID, message)
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    retry: bool
+    delay_s: float
+
+
+def retry_decision(
+    error: RecastError,
+    attempt: int,
+    *,
+    max_attempts: int,
+    base_delay_s: float = 2.0,
+    max_delay_s: float = 300.0,
+    rng: random.Random | None = None,
+) -> RetryDecision:
+    """Whether to retry after ``attempt`` (1-based) failed, and after how long.
+
+    Exponential backoff with full jitter; a server's Retry-After is honoured as a floor.
+    """
+    if not error.transient or attempt >= max_attempts:
+        return RetryDecision(False, 0.0)
+    ceiling = min(max_delay_s, base_delay_s * (2 ** (attempt - 1)))
+    delay = (rng or random).uniform(ceiling / 2, ceiling)
+    if error.retry_after is not None:
+        delay = max(delay, min(error.retry_after, max_delay_s))
+    return RetryDecision(True, delay)
+
+
+def as_recast_error(exc: BaseException) -> RecastError:
+    """Any exception as a RecastError; unknown ones are internal errors (bugs)."""
+    if isinstance(exc, RecastError):
+        return exc
+    return RecastError(ErrorCode.INTERNAL, f"Unexpected {type(exc).__name__}: {exc}")

@@ -1,0 +1,59 @@
+"""Still images with Pillow: decode, convert, resize, and tiny placeholders."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.fsutil import atomic_write_bytes
+
+MAX_PIXELS = 50_000_000
+
+
+def to_jpeg(data: bytes, target: Path, quality: int = 90) -> bool:
+    """Decode ``data`` (any format Pillow reads) and write it as a JPEG. False if undecodable."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_PIXELS:
+                return False
+            rgb = image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return False
+    buffer = io.BytesIO()
+    rgb.save(buffer, "JPEG", quality=quality, optimize=True, progressive=True)
+    atomic_write_bytes(target, buffer.getvalue())
+    return True
+
+
+def resize_to_width(source: Path, target: Path, width: int, fmt: str = "JPEG") -> tuple[int, int]:
+    """Write ``source`` scaled to ``width`` (never up) in ``fmt``; returns the size written."""
+    with Image.open(source) as image:
+        rgb = image.convert("RGB")
+    if rgb.width > width:
+        height = max(2, round(rgb.height * width / rgb.width))
+        rgb = rgb.resize((width, height), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    if fmt == "WEBP":
+        rgb.save(buffer, "WEBP", quality=80, method=4)
+    else:
+        rgb.save(buffer, "JPEG", quality=85, optimize=True, progressive=True)
+    atomic_write_bytes(target, buffer.getvalue())
+    return rgb.width, rgb.height
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        return image.width, image.height
+
+
+def placeholder(path: Path) -> str:
+    """A BlurHash of the image, for a card's placeholder while the poster loads."""
+    import blurhash
+
+    with Image.open(path) as image:
+        small = image.convert("RGB")
+        small.thumbnail((64, 64))
+        value: str = blurhash.encode(small, x_components=4, y_components=3)
+    return value

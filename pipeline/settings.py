@@ -1,0 +1,152 @@
+"""Typed settings: defaults from config/recast.toml, ``RECAST_*`` environment variables over them.
+
+Sections are nested models; an environment variable names a key as
+``RECAST_<SECTION>__<KEY>`` (for example ``RECAST_INGEST__MAX_HEIGHT=720``).
+A bad value fails at start with a :class:`~pipeline.errors.ConfigError` naming the key and why.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from pipeline.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent.parent / "config" / "recast.toml"
+CONFIG_FILE_ENV = "RECAST_CONFIG"
+
+
+class Section(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class StorageSettings(Section):
+    output: str = "recast-out"
+    """Where published cards and assets go: a directory or ``s3://bucket/prefix``."""
+    workspace: str = "recast-work"
+    """Where jobs keep their working files (downloads, intermediate outputs, job.json)."""
+    public_base_url: str = ""
+    """When set, every link in cards and pages is absolute under this URL."""
+
+
+class IngestSettings(Section):
+    max_duration_s: float = Field(4 * 3600, gt=0)
+    max_filesize_mb: float = Field(8192, gt=0)
+    max_height: int = Field(1080, ge=144, le=4320)
+    caption_languages: list[str] = ["en", "de"]
+    allowed_private_networks: list[str] = []
+    """CIDRs (or single addresses) that the URL policy lets through despite being private."""
+    allow_local_files: bool = True
+    socket_timeout_s: float = Field(30, gt=0)
+    http_retries: int = Field(3, ge=0)
+    fragment_retries: int = Field(5, ge=0)
+    playlist_max_entries: int = Field(500, ge=1)
+    user_agent: str = ""
+
+    @field_validator("allowed_private_networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from exc
+        return value
+
+
+class CardSettings(Section):
+    excerpt_length: int = Field(200, ge=40, le=2000)
+    watch_label: str = "Watch recording"
+    poster_widths: list[int] = [640, 320]
+
+
+class ExecutorSettings(Section):
+    max_parallel_stages: int = Field(3, ge=1, le=32)
+    max_attempts: int = Field(3, ge=1, le=20)
+    """Attempts per stage for transient errors (the first run counts)."""
+    retry_base_delay_s: float = Field(2.0, ge=0)
+
+
+class LogSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_lines: bool = True
+
+
+class Settings(BaseSettings):
+    """Every setting Recast reads. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECAST_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    storage: StorageSettings = StorageSettings()
+    ingest: IngestSettings = IngestSettings()
+    card: CardSettings = CardSettings()
+    executor: ExecutorSettings = ExecutorSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get(CONFIG_FILE_ENV) or DEFAULT_CONFIG_FILE)
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+        )
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        problems.append(f"{key}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from the TOML file (``config_file`` or the default) and the environment."""
+    path = Path(config_file) if config_file else None
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    previous = os.environ.get(CONFIG_FILE_ENV)
+    try:
+        if path is not None:
+            os.environ[CONFIG_FILE_ENV] = str(path)
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid setting: {_describe(exc)}") from exc
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML
+        raise ConfigError(f"cannot read configuration: {exc}") from exc
+    finally:
+        if path is not None:
+            if previous is None:
+                os.environ.pop(CONFIG_FILE_ENV, None)
+            else:
+                os.environ[CONFIG_FILE_ENV] = previous
+
+
+@lru_cache(maxsize=1)
+def default_settings() -> Settings:
+    """The process-wide settings, loaded once."""
+    return load_settings()

@@ -1,0 +1,161 @@
+"""A local threaded HTTP server for tests: files with range requests, pages, redirects, chosen
+error statuses, and a log of every request it got. yt-dlp runs against it for real."""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+mimetypes.add_type("application/vnd.apple.mpegurl", ".m3u8")
+mimetypes.add_type("text/vtt", ".vtt")
+mimetypes.add_type("video/mp2t", ".ts")
+mimetypes.add_type("video/iso.segment", ".m4s")
+mimetypes.add_type("application/x-subrip", ".srt")
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LoggedRequest:
+    method: str
+    path: str
+    status: int
+    bytes_sent: int
+    range: str | None
+
+
+Route = Callable[["_Handler"], Response]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def _serve(self, head: bool) -> None:
+        path = self.path.split("?", 1)[0]
+        route = self.server.routes.get(path)
+        response = route(self) if route is not None else self._file(path)
+        body = response.body
+        status = response.status
+        headers = dict(response.headers)
+        range_header = self.headers.get("Range")
+        if status == 200 and range_header and "Content-Range" not in headers:
+            match = re.fullmatch(r"bytes=(\d*)-(\d*)", range_header.strip())
+            if match:
+                start = int(match.group(1) or 0)
+                end = int(match.group(2)) if match.group(2) else len(body) - 1
+                end = min(end, len(body) - 1)
+                if start <= end:
+                    headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+                    body = body[start : end + 1]
+                    status = 206
+        headers.setdefault("Content-Type", "application/octet-stream")
+        headers["Content-Length"] = str(len(body))
+        headers.setdefault("Accept-Ranges", "bytes")
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        sent = 0
+        if not head:
+            try:
+                self.wfile.write(body)
+                sent = len(body)
+            except (BrokenPipeError, ConnectionResetError):
+                sent = -1
+        with self.server.lock:
+            self.server.log.append(LoggedRequest(self.command, path, status, sent, range_header))
+
+    def _file(self, path: str) -> Response:
+        target = (self.server.root / path.lstrip("/")).resolve()
+        if self.server.root not in target.parents or not target.is_file():
+            return Response(404, b"not found", {"Content-Type": "text/plain"})
+        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        return Response(200, target.read_bytes(), {"Content-Type": ctype})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    root: Path
+    routes: dict[str, Route]
+    log: list[LoggedRequest]
+    lock: threading.Lock
+
+
+class MediaServer:
+    """Serves ``root`` on ``host`` (default 127.0.0.1) on a free port."""
+
+    def __init__(self, root: Path, host: str = "127.0.0.1"):
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.httpd = _Server((host, 0), _Handler)
+        self.httpd.root = self.root
+        self.httpd.routes = {}
+        self.httpd.log = []
+        self.httpd.lock = threading.Lock()
+        self.host = host
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> MediaServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}/{path.lstrip('/')}"
+
+    def add(
+        self, path: str, data: bytes | str, content_type: str = "text/html; charset=utf-8"
+    ) -> str:
+        """Serve fixed content at ``path``; returns its URL."""
+        body = data.encode() if isinstance(data, str) else data
+        self.route(path, lambda _h: Response(200, body, {"Content-Type": content_type}))
+        return self.url(path)
+
+    def route(self, path: str, handler: Route) -> str:
+        self.httpd.routes["/" + path.lstrip("/")] = handler
+        return self.url(path)
+
+    def status(self, path: str, status: int, headers: dict[str, str] | None = None) -> str:
+        return self.route(path, lambda _h: Response(status, b"error", dict(headers or {})))
+
+    def redirect(self, path: str, location: str, status: int = 302) -> str:
+        return self.route(path, lambda _h: Response(status, b"", {"Location": location}))
+
+    def put_file(self, relative: str, source: Path) -> str:
+        target = self.root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read_bytes())
+        return self.url(relative)
+
+    @property
+    def requests(self) -> list[LoggedRequest]:
+        with self.httpd.lock:
+            return list(self.httpd.log)
+
+    def hits(self, path: str, method: str = "GET") -> list[LoggedRequest]:
+        path = "/" + path.lstrip("/")
+        return [r for r in self.requests if r.path == path and r.method == method]
