@@ -23,11 +23,9 @@ def finished_result(workspace: Workspace, stage: str) -> StageResult | None:
     except ValueError:
         return None
     root = workspace.stage_dir(stage)
-    for record in result.files:
-        file = root / record.path
-        if not file.is_file() or file.stat().st_size != record.size:
-            return None
-    return result
+    if all(record.intact_under(root) for record in result.files):
+        return result
+    return None
 
 
 def run_stage(stage: Stage, ctx: StageContext) -> tuple[StageResult, bool]:

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from pipeline.errors import ErrorCode, RecastError
+from pipeline.fsutil import sha256_file
 from pipeline.job import JobSpec, JobState, StageStatus
 from pipeline.settings import Settings
 from pipeline.workspace import Workspace
@@ -51,6 +52,21 @@ class Queue(StrEnum):
 class FileRecord(BaseModel):
     path: str
     size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, root: Path, file: Path) -> FileRecord:
+        return cls(
+            path=file.relative_to(root).as_posix(),
+            size=file.stat().st_size,
+            sha256=sha256_file(file),
+        )
+
+    def intact_under(self, root: Path) -> bool:
+        file = root / self.path
+        return (
+            file.is_file() and file.stat().st_size == self.size and sha256_file(file) == self.sha256
+        )
 
 
 class AssetRole(StrEnum):
@@ -109,11 +125,7 @@ class StageResult(BaseModel):
         cls, out: Path, detail: str = "", assets: list[OutputAsset] | None = None, **data: Any
     ) -> StageResult:
         """A result listing every file under ``out`` (the stage's partial directory)."""
-        files = [
-            FileRecord(path=p.relative_to(out).as_posix(), size=p.stat().st_size)
-            for p in sorted(out.rglob("*"))
-            if p.is_file()
-        ]
+        files = [FileRecord.of(out, p) for p in sorted(out.rglob("*")) if p.is_file()]
         return cls(
             status=StageStatus.DONE, detail=detail, files=files, assets=assets or [], data=data
         )
