@@ -83,6 +83,35 @@ class LogSettings(Section):
     json_lines: bool = True
 
 
+class PublishSettings(Section):
+    """Publishing: pages, oEmbed, S3 access, webhooks."""
+
+    site_name: str = "Recast"
+    """Shown on watch pages (og:site_name) and as the oEmbed provider."""
+    oembed_provider_name: str = "Recast"
+    oembed_provider_url: str = ""
+    webhook_urls: list[str] = []
+    """Every event (card.preview, card.playable, card.ready, job.failed) is sent to these."""
+    webhook_secret: str = ""
+    """HMAC key of the Recast-Signature header; set it through RECAST_PUBLISH__WEBHOOK_SECRET."""
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_retry_span_s: float = Field(86400, gt=0)
+    """How long a delivery is retried before it is given up (moved to the dead letters)."""
+    webhook_retry_base_s: float = Field(10.0, ge=0)
+    webhook_retry_max_delay_s: float = Field(3600.0, gt=0)
+    gc_grace_s: float = Field(5.0, ge=0)
+    """Files a republished card no longer uses are deleted this long after the new card."""
+    lock_timeout_s: float = Field(600.0, gt=0)
+    s3_endpoint_url: str = ""
+    """S3-compatible endpoint (MinIO, Ceph, R2...); empty: AWS."""
+    s3_region: str = ""
+    s3_access_key_id: str = ""
+    """Empty: boto3's usual chain (AWS_ACCESS_KEY_ID, profiles, instance roles)."""
+    s3_secret_access_key: str = ""
+    hls_js: str = ""
+    """Path of hls.min.js; empty: node_modules/hls.js of the project (npm ci)."""
+
+
 class Settings(BaseSettings):
     """Every setting Recast reads. Build it with :func:`load_settings`."""
 
@@ -98,6 +127,7 @@ class Settings(BaseSettings):
     card: CardSettings = CardSettings()
     executor: ExecutorSettings = ExecutorSettings()
     log: LogSettings = LogSettings()
+    publish: PublishSettings = PublishSettings()
 
     @classmethod
     def settings_customise_sources(
