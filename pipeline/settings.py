@@ -153,6 +153,66 @@ class TranscriptSettings(Section):
         return self
 
 
+class CelerySettings(Section):
+    """The Celery executor (workers/): broker, job store, time limits and crash recovery."""
+
+    broker_url: str = "redis://localhost:6379/0"
+    """Redis (the default) or RabbitMQ (``amqp://``)."""
+    result_backend: str = "redis://localhost:6379/0"
+    redis_url: str = "redis://localhost:6379/0"
+    """The durable job store (jobs, stage states, locks, heartbeats); always Redis."""
+    key_prefix: str = "recast"
+    concurrency: int = Field(2, ge=1, le=64)
+    prefetch_multiplier: int = Field(1, ge=1, le=64)
+    """For workers consuming a long queue (ingest, transcode, media, asr)."""
+    short_prefetch_multiplier: int = Field(4, ge=1, le=64)
+    """For workers consuming only the publish queue."""
+    time_limit_base_s: float = Field(600, gt=0)
+    """A stage's hard time limit: this base plus its factor times the media's duration."""
+    max_time_limit_s: float = Field(6 * 3600, gt=0)
+    soft_time_limit_ratio: float = Field(0.9, gt=0, lt=1)
+    visibility_timeout_s: float = Field(7 * 3600, gt=0)
+    """Redis broker: an unacknowledged task is handed out again after this long. It must be
+    longer than the longest hard time limit, or a long stage would be run twice at once."""
+    heartbeat_s: float = Field(10, gt=0)
+    reaper_stale_s: float = Field(120, gt=0)
+    """A running stage whose heartbeat is older than this is given to another worker."""
+    reaper_interval_s: float = Field(15, gt=0)
+    cancel_poll_s: float = Field(1.0, gt=0)
+    max_worker_lost_attempts: int = Field(3, ge=1, le=20)
+    """Runs of one stage that may die with their worker before the job fails (worker.lost)."""
+    redis_outage_s: float = Field(120, ge=0)
+    """How long job-store operations keep retrying while Redis is unreachable."""
+    progress_interval_s: float = Field(1.0, ge=0)
+    workspace_store: str = ""
+    """Empty: workers share storage.workspace (one disk). Otherwise a storage URL
+    (``s3://bucket/prefix``) holding every finished stage's outputs; storage.workspace is
+    then each worker's local cache, which it may lose."""
+    result_expires_s: int = Field(86400, ge=60)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CelerySettings:
+        if self.visibility_timeout_s <= self.max_time_limit_s:
+            raise ValueError("visibility_timeout_s must be longer than max_time_limit_s")
+        if self.reaper_stale_s < 2 * self.heartbeat_s:
+            raise ValueError("reaper_stale_s must be at least twice heartbeat_s")
+        if self.reaper_stale_s >= self.visibility_timeout_s:
+            raise ValueError("reaper_stale_s must be shorter than visibility_timeout_s")
+        return self
+
+
+class ApiSettings(Section):
+    """The producer API (workers/api)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    tokens: list[str] = []
+    """Bearer tokens accepted by /v1; the API refuses to start without one."""
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_urls: int = Field(500, ge=1)
+    page_size: int = Field(50, ge=1, le=1000)
+
+
 class Settings(BaseSettings):
     """Every setting Recast reads. Build it with :func:`load_settings`."""
 
@@ -170,6 +230,8 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     publish: PublishSettings = PublishSettings()
     transcript: TranscriptSettings = TranscriptSettings()
+    celery: CelerySettings = CelerySettings()
+    api: ApiSettings = ApiSettings()
 
     @classmethod
     def settings_customise_sources(
