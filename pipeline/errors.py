@@ -36,6 +36,13 @@ class ErrorCode(StrEnum):
     JOB_CANCELLED = "job.cancelled"
     CONFIG_INVALID = "config.invalid"
     INTERNAL = "internal.error"
+    # Refusals of the producer API (workers/api), never the outcome of a stage.
+    REQUEST_INVALID = "request.invalid"
+    REQUEST_UNAUTHORIZED = "request.unauthorized"
+    REQUEST_NOT_FOUND = "request.not_found"
+    REQUEST_CONFLICT = "request.conflict"
+    REQUEST_TOO_LARGE = "request.too_large"
+    SERVICE_UNAVAILABLE = "service.unavailable"
 
 
 TRANSIENT_CODES: frozenset[ErrorCode] = frozenset(
@@ -86,6 +93,12 @@ HINTS: dict[ErrorCode, str] = {
     ErrorCode.JOB_CANCELLED: "Retry the job to run it again.",
     ErrorCode.CONFIG_INVALID: "Fix the setting named in the message.",
     ErrorCode.INTERNAL: "This is a bug in Recast; report it with the job id.",
+    ErrorCode.REQUEST_INVALID: "Fix the request as the message says; /docs has the schema.",
+    ErrorCode.REQUEST_UNAUTHORIZED: "Send a valid token: Authorization: Bearer <token>.",
+    ErrorCode.REQUEST_NOT_FOUND: "Check the id; jobs and cards are listed under /v1.",
+    ErrorCode.REQUEST_CONFLICT: "The job is not in a state that allows this; fetch it first.",
+    ErrorCode.REQUEST_TOO_LARGE: "Send fewer URLs per request.",
+    ErrorCode.SERVICE_UNAVAILABLE: "Retry shortly; Redis or the workers are not reachable.",
 }
 
 
