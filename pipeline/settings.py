@@ -213,6 +213,100 @@ class ApiSettings(Section):
     page_size: int = Field(50, ge=1, le=1000)
 
 
+class LadderRung(Section):
+    """One rung of the HLS ladder (H.264 High, 8-bit 4:2:0)."""
+
+    height: int = Field(ge=90, le=4320)
+    """The rung's short side in pixels: the height of landscape video, the width of portrait."""
+    bitrate_kbps: int = Field(gt=0)
+    """Average video bit rate (x264's target)."""
+    peak_kbps: int = Field(gt=0)
+    """Peak video bit rate (x264's maxrate; the VBV buffer holds two seconds of it)."""
+
+    @model_validator(mode="after")
+    def _peak_not_below_average(self) -> LadderRung:
+        if self.peak_kbps < self.bitrate_kbps:
+            raise ValueError("peak_kbps must be at least bitrate_kbps")
+        return self
+
+
+class ThumbnailSettings(Section):
+    """Posters, storyboard and preview clip (the thumbnails stage)."""
+
+    poster_widths: list[int] = [1280, 640, 320]
+    """srcset widths of the poster (never wider than the video), each as JPEG and WebP."""
+    poster_candidates: int = Field(24, ge=1, le=400)
+    """Frames sampled across the whole video and scored for the poster."""
+    square_size: int = Field(640, ge=64, le=4096)
+    storyboard_tile_width: int = Field(160, ge=32, le=640)
+    storyboard_columns: int = Field(10, ge=1, le=50)
+    storyboard_rows: int = Field(10, ge=1, le=50)
+    storyboard_target_tiles: int = Field(100, ge=1)
+    """Tiles wanted for a whole video; the interval is the duration over this, within bounds."""
+    storyboard_min_interval_s: float = Field(1.0, gt=0)
+    storyboard_max_interval_s: float = Field(10.0, gt=0)
+    preview_duration_s: float = Field(3.0, gt=0, le=30)
+    preview_width: int = Field(480, ge=64, le=1920)
+    preview_fps: int = Field(12, ge=1, le=60)
+    jpeg_quality: int = Field(85, ge=30, le=100)
+    webp_quality: int = Field(80, ge=30, le=100)
+
+
+class MediaSettings(Section):
+    """Probe, HLS ladder, progressive MP4, audio and thumbnails.
+
+    Default ladder after Apple's HLS authoring specification (H.264 table, 16:9): average
+    rates of its 1080p, 720p and 540p rows (6000, 3000, 2000 kb/s; 360p takes the 730 kb/s of
+    its 432p row), peaks at 150% of the average (the spec allows up to 200% for VOD).
+    """
+
+    ladder: list[LadderRung] = [
+        LadderRung(height=1080, bitrate_kbps=6000, peak_kbps=9000),
+        LadderRung(height=720, bitrate_kbps=3000, peak_kbps=4500),
+        LadderRung(height=540, bitrate_kbps=2000, peak_kbps=3000),
+        LadderRung(height=360, bitrate_kbps=730, peak_kbps=1100),
+    ]
+    max_frame_rate: float = Field(60.0, gt=0, le=240)
+    segment_s: float = Field(6.0, gt=0, le=30)
+    keyframe_interval_s: float = Field(2.0, gt=0, le=30)
+    """Keyframes are forced at these timestamps in every rung (no scene-cut keyframes)."""
+    preset: str = "veryfast"
+    """x264 preset."""
+    audio_bitrate_kbps: int = Field(128, ge=32, le=512)
+    audio_sample_rate: int = Field(48000, ge=8000, le=96000)
+    loudness_target_lufs: float = Field(-16.0, ge=-70, le=-5)
+    loudness_true_peak_db: float = Field(-1.0, ge=-9, le=0)
+    loudness_range_lu: float = Field(11.0, ge=1, le=50)
+    mp4_height: int = Field(720, ge=90, le=4320)
+    """Progressive MP4: this rung, or the highest rung below it."""
+    stall_timeout_s: float = Field(120.0, gt=0)
+    """ffmpeg making no progress for this long is stopped (stage.stalled, retried)."""
+    timeout_base_s: float = Field(300.0, gt=0)
+    timeout_factor: float = Field(10.0, gt=0)
+    """Hard limit of an ffmpeg run: timeout_base_s plus this many seconds per media second."""
+    thumbnails: ThumbnailSettings = ThumbnailSettings()
+
+    @field_validator("ladder")
+    @classmethod
+    def _ladder_not_empty(cls, value: list[LadderRung]) -> list[LadderRung]:
+        if not value:
+            raise ValueError("the ladder needs at least one rung")
+        if len({rung.height for rung in value}) != len(value):
+            raise ValueError("two rungs have the same height")
+        return value
+
+    @model_validator(mode="after")
+    def _segments_hold_whole_gops(self) -> MediaSettings:
+        ratio = self.segment_s / self.keyframe_interval_s
+        if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
+            raise ValueError("segment_s must be a whole multiple of keyframe_interval_s")
+        return self
+
+    def timeout_for(self, duration_s: float | None) -> float:
+        """The hard time limit of one ffmpeg run over ``duration_s`` of media."""
+        return self.timeout_base_s + self.timeout_factor * max(0.0, duration_s or 0.0)
+
+
 class Settings(BaseSettings):
     """Every setting Recast reads. Build it with :func:`load_settings`."""
 
@@ -232,6 +326,7 @@ class Settings(BaseSettings):
     transcript: TranscriptSettings = TranscriptSettings()
     celery: CelerySettings = CelerySettings()
     api: ApiSettings = ApiSettings()
+    media: MediaSettings = MediaSettings()
 
     @classmethod
     def settings_customise_sources(
