@@ -122,6 +122,10 @@ def _causes(exc: BaseException | None) -> Iterator[BaseException]:
         cause = getattr(current, "cause", None)
         if isinstance(cause, BaseException):
             stack.append(cause)
+        # NoSupportingHandlers keeps the errors of the handlers that tried the request.
+        for inner in getattr(current, "unexpected_errors", None) or []:
+            if isinstance(inner, BaseException):
+                stack.append(inner)
         stack.extend([current.__cause__, current.__context__])
 
 
@@ -431,7 +435,7 @@ def enforce_limits(info: dict[str, Any], settings: IngestSettings) -> None:
     if live in NOT_YET_AVAILABLE:
         raise RecastError(
             ErrorCode.SOURCE_LIVE,
-            "The stream is live or has not happened yet, so no recording is available yet.",
+            "The stream is live or has not started, so the recording is not available yet.",
         )
     duration = info.get("duration")
     if duration and float(duration) > settings.max_duration_s:
@@ -559,7 +563,6 @@ def _ingest_url(ctx: StageContext) -> SourceInfo:
     policy.check_url(ctx.spec.source)
     options = ytdlp_options(settings.ingest, ctx) | {
         "outtmpl": {"default": str(out / "media.%(ext)s")},
-        "paths": {"home": str(out), "temp": str(out / ".tmp")},
         "writesubtitles": True,
         "writeautomaticsub": True,
         "progress_hooks": [_SizeGuard(ctx, settings.ingest.max_filesize_mb * MB)],
@@ -585,7 +588,6 @@ def _ingest_url(ctx: StageContext) -> SourceInfo:
         meta.subtitles = _subtitle_tracks(info, settings.ingest.caption_languages)
         if meta.thumbnail_url:
             meta.thumbnail_file = _download_thumbnail(ydl, meta.thumbnail_url, out)
-        atomic_write_json(out / INFO_FILE, meta.model_dump(mode="json"))
         _publish_preview(ctx, meta)
         ctx.progress(5, "downloading")
         ydl.last_network_error = None
@@ -602,9 +604,9 @@ def _ingest_url(ctx: StageContext) -> SourceInfo:
     final = out / f"media{media.suffix}"
     if media != final:
         media.rename(final)
-    shutil.rmtree(out / ".tmp", ignore_errors=True)
     meta.media_file = final.name
     meta.media_duration = _check_downloaded(final, meta, settings.ingest)
+    _publish_preview(ctx, meta)  # again, now with the measured duration
     return meta
 
 
@@ -630,12 +632,12 @@ def _ingest_file(ctx: StageContext, path: Path) -> SourceInfo:
         duration=ffmpeg_tools.media_duration(probe),
     )
     meta.media_duration = _check_downloaded(target, meta, ctx.settings.ingest)
-    atomic_write_json(ctx.out / INFO_FILE, meta.model_dump(mode="json"))
     _publish_preview(ctx, meta)
     return meta
 
 
 def _publish_preview(ctx: StageContext, meta: SourceInfo) -> None:
+    """Record the metadata (info.json) and publish the preview card from it."""
     atomic_write_json(ctx.out / INFO_FILE, meta.model_dump(mode="json"))
     if ctx.publisher is not None:
         ctx.publisher.preview(ctx)
@@ -645,7 +647,6 @@ def run(ctx: StageContext) -> StageResult:
     check_source(ctx.spec.source, ctx.settings)
     path = local_path(ctx.spec.source)
     meta = _ingest_file(ctx, path) if path is not None else _ingest_url(ctx)
-    atomic_write_json(ctx.out / INFO_FILE, meta.model_dump(mode="json"))
     ctx.progress(100, "downloaded")
     return StageResult.done(
         ctx.out, detail=f"{meta.media_duration or 0:.1f} s of media", card_id=meta.card_id

@@ -6,6 +6,7 @@ and moves the outputs into place only when the stage succeeds.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from pipeline.fsutil import atomic_write_json
@@ -34,8 +35,12 @@ def run_stage(stage: Stage, ctx: StageContext) -> tuple[StageResult, bool]:
     if previous is not None:
         return previous, False
     ctx.out = ctx.workspace.begin_stage(stage.name)
-    result = stage.run(ctx)
-    _write_result(ctx.out, result)
+    try:
+        result = stage.run(ctx)
+        _write_result(ctx.out, result)
+    except BaseException:
+        shutil.rmtree(ctx.out, ignore_errors=True)  # a failed attempt's leftovers are garbage
+        raise
     ctx.workspace.commit_stage(stage.name)
     return result, True
 

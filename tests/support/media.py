@@ -48,7 +48,11 @@ def make_clip(
 def make_hls(directory: Path, *, duration: float = 6.0, segment: float = 2.0) -> Path:
     """An HLS VOD (MPEG-TS segments) of a clip; returns the playlist path."""
     directory.mkdir(parents=True, exist_ok=True)
-    source = make_clip(directory / "source.mp4", duration=duration)
+    source = make_clip(
+        directory / "source.mp4",
+        duration=duration,
+        extra=("-force_key_frames", f"expr:gte(t,n_forced*{segment})"),
+    )
     playlist = directory / "index.m3u8"
     run_ffmpeg(
         "-i",
