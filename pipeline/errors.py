@@ -32,6 +32,8 @@ class ErrorCode(StrEnum):
     NETWORK_CONNECTION = "network.connection"
     STAGE_STALLED = "stage.stalled"
     STAGE_TIMEOUT = "stage.timeout"
+    STAGE_INTERRUPTED = "stage.interrupted"
+    """A tool the stage ran was killed from outside (OOM killer, an operator); retried."""
     WORKER_LOST = "worker.lost"
     JOB_CANCELLED = "job.cancelled"
     CONFIG_INVALID = "config.invalid"
@@ -53,6 +55,7 @@ TRANSIENT_CODES: frozenset[ErrorCode] = frozenset(
         ErrorCode.NETWORK_CONNECTION,
         ErrorCode.STAGE_STALLED,
         ErrorCode.STAGE_TIMEOUT,
+        ErrorCode.STAGE_INTERRUPTED,
     }
 )
 
@@ -89,6 +92,7 @@ HINTS: dict[ErrorCode, str] = {
     ErrorCode.NETWORK_CONNECTION: "Retried automatically; check the network.",
     ErrorCode.STAGE_STALLED: "Retried automatically; the tool stopped making progress.",
     ErrorCode.STAGE_TIMEOUT: "Retried automatically; raise the stage time limit if it recurs.",
+    ErrorCode.STAGE_INTERRUPTED: "Retried automatically; a tool was killed mid-run.",
     ErrorCode.WORKER_LOST: "The input crashes workers; inspect it before retrying.",
     ErrorCode.JOB_CANCELLED: "Retry the job to run it again.",
     ErrorCode.CONFIG_INVALID: "Fix the setting named in the message.",
