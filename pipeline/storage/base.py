@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+
+_PROCESS_LOCKS: dict[str, threading.Lock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+Change = Callable[[bytes | None], bytes | None]
+"""Given an object's current bytes (None: absent), its new bytes (None: leave it as it is)."""
 
 
 class Storage(ABC):
@@ -35,6 +44,26 @@ class Storage(ABC):
     def list(self, prefix: str) -> list[str]:
         """Every key under ``prefix`` (a folder-like prefix ending in "/")."""
 
+    def lock(self, name: str, timeout_s: float = 600.0) -> AbstractContextManager[None]:
+        """An exclusive lock shared by everyone publishing to this storage (all processes).
+
+        This default only excludes threads of this process; back ends SHALL override it.
+        Raises a transient :class:`~pipeline.errors.RecastError` when ``timeout_s`` passes.
+        """
+        return _process_lock(f"{id(self)}:{name}")
+
+    def update(self, key: str, change: Change, content_type: str | None = None) -> bytes | None:
+        """Read-modify-write ``key`` so that no concurrent update is lost; returns what is
+        stored afterwards. ``change`` may run more than once (back ends that retry on conflict).
+        """
+        with self.lock(f"update/{key}"):
+            current = self.get_bytes(key)
+            new = change(current)
+            if new is None:
+                return current
+            self.put_bytes(key, new, content_type)
+            return new
+
     def url_for(self, key: str) -> str:
         """The link a reader uses: absolute under the public base URL when one is set."""
         if self.public_base_url:
@@ -56,3 +85,16 @@ class Storage(ABC):
             common += 1
         up = [".."] * (len(base_parts) - common)
         return "/".join(up + target_parts[common:])
+
+
+@contextmanager
+def _process_lock(name: str) -> Iterator[None]:
+    with _PROCESS_LOCKS_GUARD:
+        lock = _PROCESS_LOCKS.setdefault(name, threading.Lock())
+    with lock:
+        yield
+
+
+def is_hidden(key: str) -> bool:
+    """Keys with a part starting with "." (locks, temporary files) are not published objects."""
+    return any(part.startswith(".") for part in key.split("/"))

@@ -1,14 +1,25 @@
-"""Local directory back end (the default)."""
+"""Local directory back end (the default).
+
+Locks are ``flock`` locks on files under ``<root>/.locks/`` (hidden: never listed), so threads
+and processes on one machine that publish to the same directory exclude each other.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
+import random
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.fsutil import atomic_write_bytes
-from pipeline.storage.base import Storage
+from pipeline.errors import ErrorCode, RecastError
+from pipeline.fsutil import atomic_write_bytes, safe_name
+from pipeline.storage.base import Storage, is_hidden
 
 
 class LocalStorage(Storage):
@@ -54,8 +65,30 @@ class LocalStorage(Storage):
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
             return []
-        return sorted(
-            p.relative_to(self.root).as_posix()
-            for p in base.rglob("*")
-            if p.is_file() and not p.name.endswith(".tmp")
-        )
+        keys = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+        return sorted(key for key in keys if not is_hidden(key))
+
+    @contextmanager
+    def lock(self, name: str, timeout_s: float = 600.0) -> Iterator[None]:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        path = self.root / ".locks" / f"{safe_name(name, 60)}.{digest}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise RecastError(
+                            ErrorCode.STAGE_TIMEOUT, f"The lock {name!r} stayed taken."
+                        ) from None
+                    time.sleep(random.uniform(0.005, 0.03))
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
