@@ -1,7 +1,9 @@
 """The teaser card: the contract the CMS reads (``<id>/card.json``) and its JSON Schema.
 
 The schema is generated from these models and published as docs/card.schema.json; a change
-that breaks readers bumps ``SCHEMA_VERSION``'s major number.
+that breaks readers bumps ``SCHEMA_VERSION``'s major number, an added optional field its minor.
+
+History: 1.1 added ``storyboard``, ``preview_clip`` and ``pages`` (all optional).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 class CardStatus(StrEnum):
@@ -90,6 +92,14 @@ class TranscriptLinks(_Model):
     language: str | None = None
 
 
+class Pages(_Model):
+    """The published pages of the card, beside card.json."""
+
+    card_html: str = Field(description="The card as a semantic HTML snippet, no script.")
+    watch_html: str = Field(description="A page that plays the recording with captions.")
+    oembed: str = Field(description='An oEmbed "video" response (JSON).')
+
+
 class ChapterRef(_Model):
     title: str
     start: float
@@ -112,6 +122,11 @@ class Card(_Model):
     captions: list[CaptionTrack] = Field(default_factory=list)
     transcript: TranscriptLinks | None = None
     chapters: list[ChapterRef] = Field(default_factory=list)
+    storyboard: str | None = Field(
+        None, description="WebVTT track of storyboard thumbnails (sprite#xywh=x,y,w,h cues)."
+    )
+    preview_clip: str | None = Field(None, description="A short silent preview clip (MP4).")
+    pages: Pages | None = None
     tags: list[str] = Field(default_factory=list)
     language: str | None = None
     updated: datetime
