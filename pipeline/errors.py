@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     WORKER_LOST = "worker.lost"
     JOB_CANCELLED = "job.cancelled"
     CONFIG_INVALID = "config.invalid"
+    MODEL_UNAVAILABLE = "model.unavailable"
     INTERNAL = "internal.error"
     # Refusals of the producer API (workers/api), never the outcome of a stage.
     REQUEST_INVALID = "request.invalid"
@@ -96,6 +97,7 @@ HINTS: dict[ErrorCode, str] = {
     ErrorCode.WORKER_LOST: "The input crashes workers; inspect it before retrying.",
     ErrorCode.JOB_CANCELLED: "Retry the job to run it again.",
     ErrorCode.CONFIG_INVALID: "Fix the setting named in the message.",
+    ErrorCode.MODEL_UNAVAILABLE: "Run `recast models install`, or fix transcript.model.",
     ErrorCode.INTERNAL: "This is a bug in Recast; report it with the job id.",
     ErrorCode.REQUEST_INVALID: "Fix the request as the message says; /docs has the schema.",
     ErrorCode.REQUEST_UNAUTHORIZED: "Send a valid token: Authorization: Bearer <token>.",
