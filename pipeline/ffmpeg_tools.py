@@ -7,6 +7,10 @@ ffmpeg-python builds argument lists; this module runs them itself with:
 - progress read from ``-progress pipe:1`` and reported as media seconds done,
 - cancellation: setting the cancel event kills the process group within a fraction of a second.
 
+It also builds the argument lists of the media stages from small typed descriptions
+(:class:`Graph`: one input, a video and an audio filter chain, each split into branches, and
+outputs mapping those branches), so no other module needs ffmpeg-python.
+
 Failures come out as :class:`~pipeline.errors.RecastError`, never as tracebacks.
 """
 
@@ -20,7 +24,8 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +88,111 @@ def build_args(stream: Any, overwrite: bool = True) -> list[str]:
     return args
 
 
+@dataclass(frozen=True)
+class Filter:
+    """One filter of a chain: ``Filter("scale", (1280, 720))``, ``Filter("fps", options=...)``."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output file and the branches it takes (indexes into the graph's branches)."""
+
+    target: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    video: int | None = None
+    audio: int | None = None
+    all_streams: bool = False
+    """Map every stream of the input as it is (for stream copies and checks)."""
+
+
+@dataclass(frozen=True)
+class Graph:
+    """One input, a common video chain split into branches, the same for audio, and outputs.
+
+    With no branches, index 0 is the common chain itself. A branch no output takes is not
+    built; an input stream no output takes is not decoded.
+    """
+
+    source: str
+    outputs: Sequence[Output]
+    input_options: Mapping[str, Any] = field(default_factory=dict)
+    video_stream: str = "v:0"
+    audio_stream: str = "a:0"
+    video: Sequence[Filter] = ()
+    video_branches: Sequence[Sequence[Filter]] = ()
+    audio: Sequence[Filter] = ()
+    audio_branches: Sequence[Sequence[Filter]] = ()
+    global_args: Sequence[str] = ()
+
+
+def _chain(stream: Any, filters: Sequence[Filter]) -> Any:
+    for item in filters:
+        stream = stream.filter(item.name, *item.args, **dict(item.options))
+    return stream
+
+
+def _branches(
+    stream: Any, common: Sequence[Filter], branches: Sequence[Sequence[Filter]], split: str
+) -> list[Any]:
+    stream = _chain(stream, common)
+    if len(branches) <= 1:
+        return [_chain(stream, branches[0] if branches else ())]
+    parts = stream.filter_multi_output(split, len(branches))
+    return [_chain(parts[i], chain) for i, chain in enumerate(branches)]
+
+
+def graph_args(graph: Graph) -> list[str]:
+    """The ffmpeg argument list (without the binary) for ``graph``."""
+    source = ffmpeg.input(graph.source, **dict(graph.input_options))
+    uses_video = any(o.video is not None for o in graph.outputs)
+    uses_audio = any(o.audio is not None for o in graph.outputs)
+    video = (
+        _branches(source[graph.video_stream], graph.video, graph.video_branches, "split")
+        if uses_video
+        else []
+    )
+    audio = (
+        _branches(source[graph.audio_stream], graph.audio, graph.audio_branches, "asplit")
+        if uses_audio
+        else []
+    )
+    outputs = []
+    for output in graph.outputs:
+        streams = [source] if output.all_streams else []
+        if output.video is not None:
+            streams.append(video[output.video])
+        if output.audio is not None:
+            streams.append(audio[output.audio])
+        outputs.append(ffmpeg.output(*streams, output.target, **dict(output.options)))
+    node = ffmpeg.merge_outputs(*outputs)
+    if graph.global_args:
+        node = node.global_args(*graph.global_args)
+    return build_args(node)
+
+
+def copy_args(
+    inputs: Sequence[str], target: str, options: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Stream-copy every stream of ``inputs`` (paths or ``concat:a|b`` lists) into ``target``."""
+    streams = [ffmpeg.input(item) for item in inputs]
+    node = ffmpeg.output(*streams, target, c="copy", **dict(options or {}))
+    return build_args(node)
+
+
+@dataclass
+class RunReport:
+    """What a finished ffmpeg run left: how far it got and the end of its log."""
+
+    seconds: float
+    """Media seconds done, as ``-progress`` last reported."""
+    log: list[str]
+    """The last lines ffmpeg wrote to stderr."""
+
+
 class _Progress:
     def __init__(self) -> None:
         self.last_change = time.monotonic()
@@ -97,8 +207,13 @@ def run(
     on_progress: ProgressCallback | None = None,
     cancel_event: threading.Event | None = None,
     what: str = "ffmpeg",
-) -> None:
-    """Run ffmpeg with ``args`` (no binary name), watching it. Raises RecastError on failure."""
+    log_lines: int = 40,
+) -> RunReport:
+    """Run ffmpeg with ``args`` (no binary name), watching it. Raises RecastError on failure.
+
+    A process killed by a signal it did not get from here (the OOM killer, an operator) fails
+    with the transient ``stage.interrupted``; any other failure is ``media.invalid``.
+    """
     command = [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-progress", "pipe:1", *args]
     process = subprocess.Popen(
         command,
@@ -108,7 +223,7 @@ def run(
         start_new_session=True,
     )
     progress = _Progress()
-    stderr_tail: deque[str] = deque(maxlen=40)
+    stderr_tail: deque[str] = deque(maxlen=max(3, log_lines))
     readers = [
         threading.Thread(target=_read_progress, args=(process, progress, on_progress), daemon=True),
         threading.Thread(target=_read_stderr, args=(process, stderr_tail), daemon=True),
@@ -139,12 +254,21 @@ def run(
         reader.join(timeout=5)
     if failure is not None:
         raise failure
+    if process.returncode in _KILLED:
+        raise RecastError(
+            ErrorCode.STAGE_INTERRUPTED,
+            f"{what} was killed by signal {-process.returncode} before it finished.",
+        )
     if process.returncode != 0:
         tail = "; ".join(line for line in list(stderr_tail)[-3:] if line)
         raise RecastError(
             ErrorCode.MEDIA_INVALID,
             f"{what} failed (exit {process.returncode}): {tail or 'no message'}",
         )
+    return RunReport(seconds=progress.seconds, log=list(stderr_tail))
+
+
+_KILLED = frozenset({-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP})
 
 
 def kill_group(process: subprocess.Popen[bytes]) -> None:
