@@ -295,3 +295,38 @@ def _read_stderr(process: subprocess.Popen[bytes], tail: deque[str]) -> None:
     assert process.stderr is not None
     for raw in process.stderr:
         tail.append(raw.decode("utf-8", "replace").rstrip())
+
+
+SPEECH_SAMPLE_RATE = 16_000
+
+
+def speech_audio_args(source: Path, target: Path, stream: str = "a:0") -> list[str]:
+    """Arguments that decode one audio stream of ``source`` into 16 kHz mono 16-bit WAV."""
+    options = {"ac": 1, "ar": SPEECH_SAMPLE_RATE, "acodec": "pcm_s16le", "f": "wav"}
+    graph = Graph(
+        source=str(source),
+        audio_stream=stream,
+        outputs=[Output(target=str(target), audio=0, options=options)],
+    )
+    return graph_args(graph)
+
+
+def extract_speech_audio(
+    source: Path,
+    target: Path,
+    *,
+    timeout_s: float,
+    stall_timeout_s: float = 120.0,
+    on_progress: ProgressCallback | None = None,
+    cancel_event: threading.Event | None = None,
+) -> RunReport:
+    """Decode the first audio stream of ``source`` into ``target`` as speech recognition wants
+    it (16 kHz mono WAV), watched like every ffmpeg run."""
+    return run(
+        speech_audio_args(source, target),
+        timeout_s=timeout_s,
+        stall_timeout_s=stall_timeout_s,
+        on_progress=on_progress,
+        cancel_event=cancel_event,
+        what="audio extraction",
+    )
