@@ -96,8 +96,10 @@ class Pages(_Model):
     """The published pages of the card, beside card.json."""
 
     card_html: str = Field(description="The card as a semantic HTML snippet, no script.")
-    watch_html: str = Field(description="A page that plays the recording with captions.")
-    oembed: str = Field(description='An oEmbed "video" response (JSON).')
+    watch_html: str | None = Field(
+        None, description="A page that plays the recording with captions (once playable)."
+    )
+    oembed: str | None = Field(None, description='An oEmbed "video" response (JSON).')
 
 
 class ChapterRef(_Model):
