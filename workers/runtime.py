@@ -1,0 +1,168 @@
+"""What a worker process holds, and the worker's background chores.
+
+Each process (the worker's main process and every prefork pool process) builds its own job
+store client, coordinator and stage runner on first use, after any fork. The main process
+also runs a background thread that announces the worker and its queues in Redis (``/healthz``
+reads it) and runs the reaper (``pipeline.reaper``) and the outbox every
+``celery.reaper_interval_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import task_received, worker_process_init, worker_ready, worker_shutdown
+
+from pipeline import logs
+from pipeline.coordinator import Coordinator
+from pipeline.errors import ErrorCode, RecastError
+from pipeline.jobstore import JobStore
+from pipeline.preview import PreviewPublisher
+from pipeline.reaper import Reaper, note_reserved
+from pipeline.remote_workspace import RemoteWorkspace, open_workspace_store
+from pipeline.settings import Settings, default_settings
+from pipeline.stage import Publisher
+from pipeline.stagerun import StageRunner
+from workers.dispatch import CeleryDispatcher
+
+log = logging.getLogger("recast.worker")
+
+_cache: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def make_publisher(settings: Settings) -> Publisher:
+    """The early publisher, the same as ``recast process`` uses."""
+    return PreviewPublisher(settings)
+
+
+def translate(exc: BaseException) -> RecastError | None:
+    """Celery's own exceptions, in the error taxonomy."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return RecastError(ErrorCode.STAGE_TIMEOUT, "The stage ran past its time limit.")
+    return None
+
+
+def _cached(name: str, build: Any) -> Any:
+    with _lock:
+        if _cache.get("pid") != os.getpid():
+            _cache.clear()
+            _cache["pid"] = os.getpid()
+        if name not in _cache:
+            _cache[name] = build()
+        return _cache[name]
+
+
+def settings() -> Settings:
+    return default_settings()
+
+
+def app() -> Celery:
+    from workers.app import get_app
+
+    return get_app()
+
+
+def store() -> JobStore:
+    result: JobStore = _cached("store", lambda: JobStore(settings().celery))
+    return result
+
+
+def coordinator() -> Coordinator:
+    def build() -> Coordinator:
+        config = settings()
+        dispatcher = CeleryDispatcher(app(), config)
+        return Coordinator(config, store(), dispatcher, publisher=make_publisher(config))
+
+    result: Coordinator = _cached("coordinator", build)
+    return result
+
+
+def runner() -> StageRunner:
+    def build() -> StageRunner:
+        remote_storage = open_workspace_store(settings())
+        remote = RemoteWorkspace(remote_storage) if remote_storage is not None else None
+        current = coordinator()
+        return StageRunner(current, current.publisher, remote=remote, translate=translate)
+
+    result: StageRunner = _cached("runner", build)
+    return result
+
+
+class Background(threading.Thread):
+    """The worker's announcements and the reaper, in the worker's main process."""
+
+    def __init__(self, hostname: str, queues: list[str]):
+        super().__init__(name="recast-background", daemon=True)
+        self.hostname = hostname
+        self.queues = queues
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        config = settings().celery
+        reaper = Reaper(coordinator(), holder=f"{self.hostname}:{os.getpid()}")
+        tick = min(config.heartbeat_s, config.reaper_interval_s)
+        next_reap = 0.0
+        while not self.stopped.is_set():
+            try:
+                store().worker_alive(self.hostname, self.queues, ttl_s=config.reaper_stale_s)
+                if time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + config.reaper_interval_s
+                    reaper.run_once()
+            except Exception:  # Redis restarting, a bug: log it and keep the worker alive
+                log.exception("background round failed")
+            self.stopped.wait(tick)
+        try:
+            store().worker_gone(self.hostname)
+        except Exception:
+            log.warning("could not withdraw the worker's announcement")
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=10)
+
+
+_background: list[Background] = []
+
+
+def _process_init(**_: Any) -> None:
+    config = settings()
+    logs.configure(config.log.level, config.log.json_lines)
+
+
+def _worker_ready(sender: Any = None, **_: Any) -> None:
+    config = settings()
+    logs.configure(config.log.level, config.log.json_lines)
+    queues = sorted(q.name for q in sender.task_consumer.queues)
+    background = Background(str(sender.hostname), queues)
+    background.start()
+    _background.append(background)
+
+
+def _worker_shutdown(**_: Any) -> None:
+    while _background:
+        _background.pop().stop()
+
+
+def _task_received(request: Any = None, **_: Any) -> None:
+    name = str(getattr(request, "name", ""))
+    if not name.startswith("recast.stage."):
+        return
+    job_id = (request.kwargs or {}).get("job_id")
+    if isinstance(job_id, str):
+        try:
+            note_reserved(coordinator(), job_id, name.rsplit(".", 1)[-1], str(request.hostname))
+        except Exception:
+            log.exception("could not note a reserved stage", extra={"job_id": job_id})
+
+
+worker_process_init.connect(_process_init, weak=False)
+worker_ready.connect(_worker_ready, weak=False)
+worker_shutdown.connect(_worker_shutdown, weak=False)
+task_received.connect(_task_received, weak=False)
