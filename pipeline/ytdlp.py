@@ -1,0 +1,277 @@
+"""The one module that imports yt_dlp: a YoutubeDL that obeys the URL policy, every yt-dlp
+option Recast sets, small fetch helpers, and the classification of yt-dlp failures.
+
+- Every socket yt-dlp opens goes through a guard that applies the URL policy to the address
+  actually connected to, so redirects and DNS answers pointing at private addresses are refused
+  before a request is sent. yt-dlp is limited to its urllib handler, whose connections the guard
+  wraps.
+- :func:`classify` turns any yt-dlp failure into the error taxonomy by walking its cause chain
+  (HTTP status, timeouts, connection errors, extractor verdicts), never by matching messages.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import yt_dlp
+from yt_dlp.networking import _urllib as ytdlp_urllib
+from yt_dlp.networking.common import HEADRequest, Request
+from yt_dlp.networking.exceptions import HTTPError, IncompleteRead, TransportError
+from yt_dlp.utils import ExtractorError, GeoRestrictedError, UnsupportedError
+
+from pipeline.errors import ErrorCode, RecastError
+from pipeline.settings import IngestSettings
+from pipeline.stage import StageContext
+from pipeline.urlpolicy import UrlPolicy
+
+# -- connection guard --------------------------------------------------------------------------
+# yt-dlp's urllib handler opens every socket through this module-level function; wrapping it
+# lets the URL policy see the address actually connected to, after redirects and DNS.
+_original_create_connection = ytdlp_urllib.create_connection
+_active_policy: UrlPolicy = UrlPolicy()
+
+
+def _guarded_socket_connect(ip_addr: Any, timeout: Any, source_address: Any) -> socket.socket:
+    family, _type, _proto, _name, sockaddr = ip_addr
+    _active_policy.check_address(str(sockaddr[0]), str(sockaddr[0]))
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+            sock.settimeout(timeout)
+        if source_address:
+            sock.bind(source_address)
+        sock.connect(sockaddr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _guarded_create_connection(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
+    kwargs["_create_socket_func"] = _guarded_socket_connect
+    sock: socket.socket = _original_create_connection(address, *args, **kwargs)
+    return sock
+
+
+ytdlp_urllib.create_connection = _guarded_create_connection
+
+
+class RecastYoutubeDL(yt_dlp.YoutubeDL):  # type: ignore[misc]
+    """YoutubeDL that checks every URL it opens and remembers the last network failure."""
+
+    def __init__(self, params: dict[str, Any], policy: UrlPolicy):
+        global _active_policy
+        _active_policy = policy
+        self.policy = policy
+        self.last_network_error: BaseException | None = None
+        super().__init__(params)
+
+    def build_request_director(self, handlers: Any, preferences: Any = None) -> Any:
+        # Only the urllib handler: its connections go through the guard above.
+        urllib_only = [h for h in handlers if getattr(h, "RH_KEY", "") == "Urllib"]
+        return super().build_request_director(urllib_only, preferences)
+
+    def urlopen(self, req: Any) -> Any:
+        url = req if isinstance(req, str) else req.url
+        self.policy.check_url(url)
+        try:
+            return super().urlopen(req)
+        except Exception as exc:
+            self.last_network_error = exc
+            raise
+
+
+# -- classification ----------------------------------------------------------------------------
+
+
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        exc_info = getattr(current, "exc_info", None)
+        if isinstance(exc_info, tuple) and len(exc_info) > 1:
+            stack.append(exc_info[1])
+        cause = getattr(current, "cause", None)
+        if isinstance(cause, BaseException):
+            stack.append(cause)
+        # NoSupportingHandlers keeps the errors of the handlers that tried the request.
+        for inner in getattr(current, "unexpected_errors", None) or []:
+            if isinstance(inner, BaseException):
+                stack.append(inner)
+        stack.extend([current.__cause__, current.__context__])
+
+
+def _from_http_status(status: int, headers: Any, during_download: bool) -> RecastError:
+    if status == 429:
+        retry_after = None
+        value = headers.get("Retry-After") if headers is not None else None
+        if value and str(value).isdigit():
+            retry_after = float(value)
+        return RecastError(
+            ErrorCode.NETWORK_RATE_LIMITED,
+            "The source site is rate-limiting us (HTTP 429).",
+            retry_after=retry_after,
+        )
+    if status >= 500:
+        return RecastError(
+            ErrorCode.NETWORK_SERVER_ERROR, f"The source site failed with HTTP {status}."
+        )
+    if status in (401, 403):
+        return RecastError(
+            ErrorCode.SOURCE_BLOCKED, f"The source site refused access (HTTP {status})."
+        )
+    if during_download:
+        return RecastError(
+            ErrorCode.SOURCE_INCOMPLETE,
+            f"Part of the media could not be fetched (HTTP {status}); nothing was kept.",
+        )
+    return RecastError(
+        ErrorCode.SOURCE_UNAVAILABLE, f"The source answered HTTP {status}: not found."
+    )
+
+
+def _classify_one(cause: BaseException, during_download: bool) -> RecastError | None:
+    if isinstance(cause, RecastError):
+        return cause
+    if isinstance(cause, HTTPError):
+        return _from_http_status(cause.status, cause.response.headers, during_download)
+    if isinstance(cause, IncompleteRead):
+        return RecastError(ErrorCode.NETWORK_CONNECTION, "The connection broke mid-transfer.")
+    if isinstance(cause, TimeoutError | socket.timeout):
+        return RecastError(ErrorCode.NETWORK_TIMEOUT, "The source site did not answer in time.")
+    if isinstance(cause, ConnectionError):
+        return RecastError(ErrorCode.NETWORK_CONNECTION, f"The connection failed: {cause}.")
+    if isinstance(cause, GeoRestrictedError):
+        return RecastError(
+            ErrorCode.SOURCE_GEO_BLOCKED, "The video is not available in our region."
+        )
+    if isinstance(cause, UnsupportedError):
+        return RecastError(ErrorCode.SOURCE_NO_VIDEO, "No video was found at that URL.")
+    return None
+
+
+def classify(
+    exc: BaseException, ydl: RecastYoutubeDL | None = None, *, during_download: bool = False
+) -> RecastError:
+    """The taxonomy's verdict on a yt-dlp failure, decided by its cause chain."""
+    causes = list(_causes(exc))
+    for cause in causes:
+        verdict = _classify_one(cause, during_download)
+        if verdict is not None:
+            return verdict
+    # yt-dlp reports some failures (a missing fragment, say) without a cause attached; the
+    # request that failed is the cause then.
+    if ydl is not None and ydl.last_network_error is not None:
+        for cause in _causes(ydl.last_network_error):
+            verdict = _classify_one(cause, during_download)
+            if verdict is not None:
+                return verdict
+    for cause in causes:
+        if isinstance(cause, TransportError):
+            return RecastError(ErrorCode.NETWORK_CONNECTION, f"The connection failed: {cause}.")
+        if isinstance(cause, ExtractorError) and cause.expected:
+            return RecastError(
+                ErrorCode.SOURCE_UNAVAILABLE, f"The video is unavailable: {cause.orig_msg}"
+            )
+    if during_download:
+        return RecastError(ErrorCode.SOURCE_INCOMPLETE, f"The download failed: {exc}")
+    return RecastError(ErrorCode.SOURCE_UNAVAILABLE, f"The source could not be read: {exc}")
+
+
+# -- yt-dlp options ----------------------------------------------------------------------------
+
+
+class _QuietLogger:
+    def __init__(self, ctx: StageContext | None):
+        self.ctx = ctx
+
+    def debug(self, msg: str) -> None:
+        pass
+
+    def info(self, msg: str) -> None:
+        pass
+
+    def warning(self, msg: str) -> None:
+        if self.ctx is not None:
+            self.ctx.log.info("yt-dlp: %s", msg)
+
+    def error(self, msg: str) -> None:
+        if self.ctx is not None:
+            self.ctx.log.info("yt-dlp: %s", msg)
+
+
+def format_selector(max_height: int) -> str:
+    """Best up to ``max_height``, H.264 + AAC first so a stream copy can be played at once."""
+    h = f"[height<=?{max_height}]"
+    return "/".join(
+        [
+            f"bv*{h}[vcodec^=avc1]+ba[acodec^=mp4a]",
+            f"b{h}[vcodec^=avc1][acodec^=mp4a]",
+            f"bv*{h}+ba",
+            f"b{h}",
+            "bv*+ba",
+            "b",
+        ]
+    )
+
+
+def ytdlp_options(settings: IngestSettings, ctx: StageContext | None = None) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "logger": _QuietLogger(ctx),
+        "noplaylist": True,
+        "ignoreerrors": False,
+        "socket_timeout": settings.socket_timeout_s,
+        "retries": settings.http_retries,
+        "extractor_retries": settings.http_retries,
+        "fragment_retries": settings.fragment_retries,
+        "skip_unavailable_fragments": False,
+        "abort_on_unavailable_fragments": True,
+        "hls_prefer_native": True,
+        "format": format_selector(settings.max_height),
+        "format_sort": ["vcodec:h264", "acodec:aac"],
+        "merge_output_format": "mp4",
+        "subtitleslangs": [*settings.caption_languages],
+        "subtitlesformat": "vtt/srt/best",
+        "cachedir": False,
+        "overwrites": True,
+        "continuedl": False,
+        "check_formats": False,
+        "enable_file_urls": False,
+    }
+    if settings.user_agent:
+        options["http_headers"] = {"User-Agent": settings.user_agent}
+    return options
+
+
+def head_content_length(ydl: RecastYoutubeDL, url: str, headers: dict[str, str]) -> int | None:
+    """The Content-Length a HEAD request reports, or None when the server does not say."""
+    try:
+        with ydl.urlopen(HEADRequest(url, headers=headers)) as response:
+            value = response.headers.get("Content-Length")
+    except RecastError:
+        raise
+    except Exception:  # a refused HEAD is not a verdict on the source; the download decides
+        return None
+    return int(value) if value and str(value).isdigit() else None
+
+
+def fetch_bytes(ydl: RecastYoutubeDL, url: str, limit: int) -> bytes | None:
+    """At most ``limit`` bytes of ``url`` (None when it fails or is bigger)."""
+    try:
+        with ydl.urlopen(Request(url)) as response:
+            data: bytes = response.read(limit + 1)
+    except RecastError:
+        raise
+    except Exception:  # callers treat a missing extra (a thumbnail) as absent, not fatal
+        return None
+    return data if len(data) <= limit else None
