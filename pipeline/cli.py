@@ -119,8 +119,12 @@ def cmd_process(args: argparse.Namespace) -> int:
     from pipeline.preview import PreviewPublisher
 
     settings = _settings_from(args)
-    logs.configure(settings.log.level, settings.log.json_lines)
     console = Console(stderr=True)
+    bars_enabled = not args.json and console.is_terminal
+    if bars_enabled:  # a person is watching: warnings above the bars, not JSON lines
+        logs.configure_for_terminal(console)
+    else:
+        logs.configure(settings.log.level, settings.log.json_lines)
     results: list[dict[str, Any]] = []
     failures: list[RecastError | None] = []
     publisher = PreviewPublisher(settings)
@@ -138,7 +142,7 @@ def cmd_process(args: argparse.Namespace) -> int:
             continue
         for source in sources:
             spec = JobSpec(source=source, event=args.event)
-            with StageBars(console, enabled=not args.json and console.is_terminal) as bars:
+            with StageBars(console, enabled=bars_enabled) as bars:
                 state = LocalExecutor(settings, observer=bars, publisher=publisher).run(spec)
             results.append(_job_summary(state, settings))
             if state.status is JobStatus.SUCCEEDED:

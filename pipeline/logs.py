@@ -7,6 +7,9 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from rich.console import Console
+from rich.logging import RichHandler
+
 CONTEXT_FIELDS = ("job_id", "stage", "task_id")
 
 
@@ -25,6 +28,14 @@ class JsonLineFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_for_terminal(console: Console) -> None:
+    """Warnings and errors printed through rich, above the progress bars."""
+    root = logging.getLogger("recast")
+    root.handlers[:] = [RichHandler(console=console, show_path=False, markup=False)]
+    root.setLevel(logging.WARNING)
+    root.propagate = False
 
 
 def configure(level: str = "INFO", json_lines: bool = True) -> None:
