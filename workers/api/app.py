@@ -1,0 +1,277 @@
+"""The producer API: submit, follow, cancel and retry jobs; read cards; health.
+
+``/v1/*`` needs ``Authorization: Bearer <token>`` with a token of ``api.tokens``;
+``/oembed``, ``/healthz``, ``/readyz`` and the OpenAPI pages (``/docs``) do not.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from pipeline.card import Card
+from pipeline.errors import ErrorCode, RecastError
+from pipeline.job import JobStatus
+from pipeline.publish.oembed import oembed_response
+from pipeline.settings import Settings
+from pipeline.stage import Queue
+from pipeline.storage import Storage, open_storage
+from workers.api import errors
+from workers.api.models import (
+    CARD_ID_PATTERN,
+    JOB_ID_PATTERN,
+    SLUG_PATTERN,
+    ErrorResponse,
+    EventCards,
+    Health,
+    JobPage,
+    JobView,
+    RetryBatch,
+    SubmitRequest,
+    SubmitResponse,
+    SubmittedJob,
+)
+from workers.producer import Producer
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (401, 404, 409, 413, 422, 503)
+}
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="a job id (j + 20 hex)")]
+CardId = Annotated[str, Path(pattern=CARD_ID_PATTERN)]
+EventSlug = Annotated[str, Path(pattern=SLUG_PATTERN)]
+
+
+class _BodyLimit(BaseHTTPMiddleware):
+    def __init__(self, app: Any, max_bytes: int):
+        super().__init__(app)
+        self.max_bytes = max_bytes
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        length = request.headers.get("content-length", "")
+        if length and (not length.isdigit() or int(length) > self.max_bytes):
+            return errors.error_response(
+                ErrorCode.REQUEST_TOO_LARGE,
+                f"Request bodies are limited to {self.max_bytes} bytes.",
+            )
+        return await call_next(request)
+
+
+def create_api(settings: Settings, producer: Producer | None = None) -> FastAPI:
+    api = FastAPI(
+        title="Recast producer API",
+        version="1",
+        description="Queue recordings for publication, follow them, read their cards.",
+    )
+    errors.install(api)
+    api.add_middleware(_BodyLimit, max_bytes=settings.api.max_body_bytes)
+    state: dict[str, Any] = {"producer": producer}
+    bearer = HTTPBearer(auto_error=False)
+    tokens = [t.encode() for t in settings.api.tokens]
+
+    def get_producer() -> Producer:
+        if state["producer"] is None:
+            state["producer"] = Producer(settings)
+        current: Producer = state["producer"]
+        return current
+
+    def storage() -> Storage:
+        if "storage" not in state:
+            state["storage"] = open_storage(settings)
+        current: Storage = state["storage"]
+        return current
+
+    def authorised(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        given = credentials.credentials.encode() if credentials is not None else b""
+        if not given or not any(hmac.compare_digest(given, t) for t in tokens):
+            raise RecastError(ErrorCode.REQUEST_UNAUTHORIZED, "A valid bearer token is required.")
+
+    auth = [Depends(authorised)]
+
+    def job_or_404(job_id: str) -> JobView:
+        record = get_producer().get(job_id)
+        if record is None:
+            raise RecastError(ErrorCode.REQUEST_NOT_FOUND, f"There is no job {job_id}.")
+        return JobView.of(record)
+
+    @api.post("/v1/jobs", status_code=202, dependencies=auth, responses=ERRORS)
+    def submit(body: SubmitRequest) -> SubmitResponse:
+        """Queue one URL, a list, or a playlist (one job per entry)."""
+        if len(body.sources) > settings.api.max_urls:
+            raise RecastError(ErrorCode.REQUEST_TOO_LARGE, "Too many URLs in one request.")
+        submitted = get_producer().submit(
+            body.sources,
+            event=body.event,
+            priority=body.priority,
+            options=dict(body.options),
+            callback_url=body.callback_url,
+            force=body.force,
+            allow_local=False,
+        )
+        return SubmitResponse(
+            jobs=[
+                SubmittedJob(
+                    id=s.record.id,
+                    source=s.record.state.spec.source,
+                    status=s.record.state.status,
+                    new=s.created,
+                    url=f"/v1/jobs/{s.record.id}",
+                )
+                for s in submitted
+            ]
+        )
+
+    @api.post("/v1/jobs/retry", dependencies=auth, responses=ERRORS)
+    def retry_batch(error: Annotated[ErrorCode, Query()]) -> RetryBatch:
+        """Retry every failed job whose error has this code."""
+        return RetryBatch(retried=get_producer().retry_failed(error))
+
+    @api.get("/v1/jobs/{job_id}", dependencies=auth, responses=ERRORS)
+    def get_job(job_id: JobId) -> JobView:
+        return job_or_404(job_id)
+
+    @api.get("/v1/jobs", dependencies=auth, responses=ERRORS)
+    def list_jobs(
+        state: JobStatus | None = None,
+        event: Annotated[str | None, Query(pattern=SLUG_PATTERN)] = None,
+        since: datetime | None = None,
+        cursor: Annotated[int, Query(ge=0, le=10**9)] = 0,
+        limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    ) -> JobPage:
+        """Jobs, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        page = get_producer().list_jobs(
+            status=state,
+            event=event,
+            since=since,
+            cursor=cursor,
+            limit=limit or settings.api.page_size,
+        )
+        return JobPage(jobs=[JobView.of(r) for r in page.jobs], next_cursor=page.next_cursor)
+
+    @api.post("/v1/jobs/{job_id}/cancel", status_code=202, dependencies=auth, responses=ERRORS)
+    def cancel(job_id: JobId) -> JobView:
+        """Revoke the job's queued tasks and stop its running stage within seconds."""
+        job_or_404(job_id)
+        return JobView.of(get_producer().cancel(job_id))
+
+    @api.post("/v1/jobs/{job_id}/retry", status_code=202, dependencies=auth, responses=ERRORS)
+    def retry(job_id: JobId) -> JobView:
+        """Run a failed or cancelled job again from where it failed, keeping what succeeded."""
+        job_or_404(job_id)
+        return JobView.of(get_producer().retry(job_id))
+
+    @api.get("/v1/cards/{card_id}", dependencies=auth, responses=ERRORS)
+    def get_card(card_id: CardId) -> Response:
+        data = storage().get_bytes(f"{card_id}/card.json")
+        if data is None:
+            raise RecastError(ErrorCode.REQUEST_NOT_FOUND, f"There is no card {card_id}.")
+        return Response(data, media_type="application/json")
+
+    @api.get("/v1/events/{slug}/cards", dependencies=auth, responses=ERRORS)
+    def event_cards(slug: EventSlug) -> Response:
+        """The cards of one event, newest first (the published index when there is one)."""
+        index = storage().get_bytes(f"events/{slug}.json")
+        if index is not None:
+            return Response(index, media_type="application/json")
+        page = get_producer().list_jobs(event=slug, limit=1000)
+        if not page.jobs:
+            raise RecastError(ErrorCode.REQUEST_NOT_FOUND, f"There is no event {slug}.")
+        cards = []
+        for record in page.jobs:
+            card_id = record.state.card_id
+            data = storage().get_bytes(f"{card_id}/card.json") if card_id else None
+            if data is not None:
+                cards.append(json.loads(data))
+        return JSONResponse(EventCards(event=slug, cards=cards).model_dump(mode="json"))
+
+    @api.get("/oembed", responses=ERRORS)
+    def oembed(
+        url: Annotated[str, Query(min_length=1, max_length=2048)],
+        format: Annotated[str, Query(pattern=r"^(json|xml)$")] = "json",
+        maxwidth: Annotated[int | None, Query(ge=1, le=10000)] = None,
+        maxheight: Annotated[int | None, Query(ge=1, le=10000)] = None,
+    ) -> JSONResponse:
+        """oEmbed for a card's watch page (or any link with the card's id in its path)."""
+        if format != "json":
+            return errors.error_response(
+                ErrorCode.REQUEST_INVALID, "Only the json format is offered.", status=501
+            )
+        card = _card_in(url, storage())
+        if card is None:
+            raise RecastError(ErrorCode.REQUEST_NOT_FOUND, "No card is published at that URL.")
+        watch = storage().url_for(f"{card.id}/watch.html")
+        data = oembed_response(card, watch, settings.publish)
+        _fit(data, maxwidth, maxheight)
+        return JSONResponse(data)
+
+    @api.get("/healthz", responses={503: {"model": Health}})
+    def healthz() -> JSONResponse:
+        """Redis reachable and a live worker consuming each queue."""
+        store = get_producer().store
+        redis_ok = store.ping()
+        workers = store.live_workers() if redis_ok else {}
+        queues: dict[str, list[str]] = {q.value: [] for q in Queue}
+        for hostname, consumed in workers.items():
+            for queue in consumed:
+                if queue in queues:
+                    queues[queue].append(hostname)
+        ok = redis_ok and all(queues.values())
+        body = Health(ok=ok, redis=redis_ok, queues=queues)
+        return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+    @api.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Ready to take requests: Redis reachable."""
+        ready = get_producer().store.ping()
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    return api
+
+
+def _card_in(url: str, storage: Storage) -> Card | None:
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return None
+    segments = [s for s in path.split("/") if s][-6:]
+    for segment in reversed(segments):
+        if not _is_card_id(segment):
+            continue
+        data = storage.get_bytes(f"{segment}/card.json")
+        if data is not None:
+            return Card.model_validate_json(data)
+    return None
+
+
+def _is_card_id(text: str) -> bool:
+    return re.fullmatch(CARD_ID_PATTERN, text) is not None and "." not in text[:1]
+
+
+def _fit(data: dict[str, Any], maxwidth: int | None, maxheight: int | None) -> None:
+    width, height = int(data.get("width") or 0), int(data.get("height") or 0)
+    if not width or not height:
+        return
+    scale = min(
+        1.0,
+        (maxwidth / width) if maxwidth else 1.0,
+        (maxheight / height) if maxheight else 1.0,
+    )
+    if scale < 1.0:
+        data["width"], data["height"] = max(1, round(width * scale)), max(1, round(height * scale))
+        data["html"] = (
+            str(data["html"])
+            .replace(f'width="{width}"', f'width="{data["width"]}"')
+            .replace(f'height="{height}"', f'height="{data["height"]}"')
+        )
