@@ -1,0 +1,184 @@
+"""The card's HTML: ``card.html`` (a teaser snippet, no script) and ``watch.html`` (a player page).
+
+Both are rendered with Jinja2 from ``pipeline/templates/`` with autoescaping on, so every piece
+of source text (title, description, uploader, transcript) is escaped; the JSON-LD goes in
+through :func:`pipeline.publish.jsonld.script_json`, which makes a ``</script>`` breakout
+impossible. The poster's placeholder is a BlurHash decoded here into a tiny PNG data URI, so
+the snippet shows it without any script.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from pipeline.card import Card, ImageSource
+from pipeline.publish.jsonld import script_json
+from pipeline.publish.paragraphs import Paragraph
+
+PLACEHOLDER_WIDTH = 32
+
+
+@dataclass(frozen=True)
+class StaticUrls:
+    js: str
+    css: str
+    hls: str | None
+
+
+@dataclass(frozen=True)
+class Download:
+    label: str
+    href: str
+
+
+@dataclass(frozen=True)
+class PageLinks:
+    """Where the pages are, as written inside them (relative, or absolute under a base URL)."""
+
+    watch: str
+    oembed: str
+    canonical: str | None = None
+    """The watch page's absolute URL, when a public base URL makes one."""
+
+
+@dataclass
+class WatchExtras:
+    paragraphs: list[Paragraph] = field(default_factory=list)
+    site_name: str = ""
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("pipeline", "templates"),
+        autoescape=select_autoescape(["html", "jinja"], default=True),
+        undefined=StrictUndefined,
+        trim_blocks=False,
+        keep_trailing_newline=True,
+    )
+
+
+def placeholder_data_uri(blurhash_value: str | None, width: int, height: int) -> str | None:
+    """The BlurHash as a small PNG ``data:`` URI (None when there is none or it is invalid)."""
+    if not blurhash_value:
+        return None
+    import blurhash
+    from PIL import Image
+
+    small_h = max(1, round(PLACEHOLDER_WIDTH * height / max(1, width)))
+    try:
+        pixels = blurhash.decode(blurhash_value, PLACEHOLDER_WIDTH, small_h)
+    except (ValueError, blurhash.BlurhashDecodeError):
+        return None
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _sizes(card: Card) -> str:
+    width = card.poster.width if card.poster else 640
+    return f"(max-width: {width}px) 100vw, {width}px"
+
+
+@dataclass(frozen=True)
+class _ExtraSource:
+    type: str
+    srcset: str
+
+
+def _extra_sources(card: Card) -> list[_ExtraSource]:
+    """``<source>`` entries for poster formats other than the ``<img>``'s (WebP, AVIF)."""
+    if card.poster is None:
+        return []
+    img_type = next((s.type for s in card.poster.sources if s.src == card.poster.src), "")
+    by_type: dict[str, list[ImageSource]] = {}
+    for source in card.poster.sources:
+        if source.type != img_type:
+            by_type.setdefault(source.type, []).append(source)
+    order = {"image/avif": 0, "image/webp": 1}
+    return [
+        _ExtraSource(kind, ", ".join(f"{s.src} {s.width}w" for s in sorted(items, key=_width)))
+        for kind, items in sorted(by_type.items(), key=lambda item: order.get(item[0], 9))
+    ]
+
+
+def _width(source: ImageSource) -> int:
+    return source.width
+
+
+def render_card_html(card: Card) -> str:
+    """The teaser card as a semantic HTML snippet (no script)."""
+    template = environment().get_template("card.html.jinja")
+    placeholder = None
+    if card.poster is not None:
+        placeholder = placeholder_data_uri(
+            card.poster.placeholder, card.poster.width, card.poster.height
+        )
+    return template.render(
+        card=card,
+        sizes=_sizes(card),
+        extra_sources=_extra_sources(card),
+        placeholder_uri=placeholder,
+    )
+
+
+@dataclass(frozen=True)
+class _Chapter:
+    title: str
+    start: float
+    label: str
+
+
+def _default_track(card: Card) -> int:
+    """The caption track shown by default: a human one in the card's language, else the first."""
+    if not card.captions:
+        return -1
+    for index, track in enumerate(card.captions):
+        if not track.automatic and card.language and track.lang.startswith(card.language):
+            return index
+    for index, track in enumerate(card.captions):
+        if not track.automatic:
+            return index
+    return 0
+
+
+def render_watch_html(
+    card: Card,
+    *,
+    links: PageLinks,
+    static: StaticUrls,
+    extras: WatchExtras,
+    downloads: list[Download],
+) -> str:
+    """The page that plays the recording with captions, storyboard and transcript."""
+    template = environment().get_template("watch.html.jinja")
+    mp4 = card.streams.mp4[0] if card.streams.mp4 else None
+    width, height = (mp4.width, mp4.height) if mp4 else (1280, 720)
+    if card.poster is not None and mp4 is None:
+        width, height = card.poster.width, card.poster.height
+    chapters = [_Chapter(c.title, c.start, Paragraph(c.start, "").label) for c in card.chapters]
+    context: dict[str, Any] = {
+        "card": card,
+        "jsonld": Markup(script_json(card.jsonld)),  # noqa: S704 - escaped by script_json
+        "static": static,
+        "oembed_url": links.oembed,
+        "page_url": links.canonical or links.watch,
+        "canonical": links.canonical,
+        "site_name": extras.site_name,
+        "mp4": mp4,
+        "width": width,
+        "height": height,
+        "default_track": _default_track(card),
+        "chapters": chapters,
+        "paragraphs": extras.paragraphs,
+        "downloads": downloads,
+    }
+    return template.render(**context)

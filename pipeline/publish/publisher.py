@@ -1,0 +1,198 @@
+"""Publishing a job's card from its stages, and the executor's early publisher.
+
+:func:`publish_from_stages` is what the publish stages run: assemble the card from the
+finished stages, write it (atomic to readers, never worse than the card in place), keep a
+copy of what was published in the stage's directory, and queue the webhook.
+
+:class:`CardPublisher` implements :class:`pipeline.stage.Publisher` for the executors: the
+preview card (published from the ingest stage's metadata before any media work, and sent as
+``card.preview``) and, when a job fails, ``job.failed`` plus the withdrawal of a preview that
+this job published and nothing better replaced. A playable or ready card is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from pipeline.card import Card, CardStatus
+from pipeline.fsutil import atomic_write_json
+from pipeline.job import JobState, StageStatus, utcnow
+from pipeline.publish import webhooks, writer
+from pipeline.publish.assemble import Publication, StageOutput, assemble
+from pipeline.publish.static import static_files
+from pipeline.settings import Settings
+from pipeline.source import SourceInfo
+from pipeline.stage import StageContext, StageResult
+from pipeline.storage import Storage, open_storage
+from pipeline.workspace import Workspace
+
+log = logging.getLogger("recast.publish")
+
+RECORD_FILE = "published.json"
+"""In the job's workspace: which card this job published a preview of."""
+
+EVENT_FOR_STATUS = {
+    CardStatus.PREVIEW: webhooks.EventType.CARD_PREVIEW,
+    CardStatus.PLAYABLE: webhooks.EventType.CARD_PLAYABLE,
+    CardStatus.READY: webhooks.EventType.CARD_READY,
+}
+
+Clock = Callable[[], datetime]
+
+
+def _load_info(ingest_dir: Path) -> SourceInfo:
+    from pipeline.ingest import load_info
+
+    return load_info(ingest_dir)
+
+
+def card_event(card: Card, job_id: str) -> webhooks.WebhookEvent:
+    return webhooks.WebhookEvent(
+        type=EVENT_FOR_STATUS[card.status],
+        job_id=job_id,
+        card_id=card.id,
+        card=json.loads(card.to_json()),
+    )
+
+
+def finished_outputs(ctx: StageContext, names: tuple[str, ...]) -> list[StageOutput]:
+    outputs = []
+    for name in names:
+        result = ctx.input_result(name)
+        if result is not None and result.status == StageStatus.DONE:
+            outputs.append(StageOutput(name, ctx.input_dir(name), result))
+    return outputs
+
+
+def _keep_copy(out: Path, publication: Publication) -> None:
+    """What was published, kept in the stage's directory (for a look, and for skip-if-done)."""
+    copy = out / "published"
+    copy.mkdir(parents=True, exist_ok=True)
+    (copy / "card.json").write_text(publication.card.to_json(), "utf-8")
+    for item in publication.files:
+        if item.data is not None:
+            (copy / item.key).write_bytes(item.data)
+
+
+def publish_from_stages(
+    ctx: StageContext,
+    status: CardStatus,
+    stages: tuple[str, ...],
+    *,
+    storage: Storage | None = None,
+    now: datetime | None = None,
+) -> StageResult:
+    """Publish the card of ``status`` from the finished ``stages`` (plus ingest's metadata)."""
+    settings = ctx.settings
+    storage = storage or open_storage(settings)
+    moment = now or utcnow()
+    ingest_dir = ctx.input_dir("ingest")
+    meta = _load_info(ingest_dir)
+    work = ctx.out / "work"
+    publication = assemble(
+        meta=meta,
+        outputs=finished_outputs(ctx, stages),
+        status=status,
+        event=ctx.spec.event,
+        settings=settings,
+        storage=storage,
+        static=static_files(settings),
+        now=moment,
+        work=work,
+        ingest_dir=ingest_dir,
+    )
+    ctx.progress(20, f"publishing the {publication.card.status} card")
+    outcome = writer.publish(storage, settings, publication, now=moment)
+    _keep_copy(ctx.out, publication)
+    card = outcome.card
+    if outcome.published:
+        webhooks.notify(settings, card_event(card, ctx.job_id), ctx.spec.callback_url)
+        detail = f"{card.status} card {card.id}"
+    else:
+        detail = f"the {card.status} card {card.id} in place is kept"
+    ctx.progress(100, detail)
+    return StageResult.done(
+        ctx.out,
+        detail=detail,
+        card_id=card.id,
+        card_status=str(card.status),
+        published=outcome.published,
+        uploaded=outcome.uploaded,
+    )
+
+
+class CardPublisher:
+    """The executors' publisher (see :class:`pipeline.stage.Publisher`), with webhooks."""
+
+    def __init__(
+        self, settings: Settings, storage: Storage | None = None, clock: Clock = utcnow
+    ) -> None:
+        self.settings = settings
+        self.storage = storage or open_storage(settings)
+        self.clock = clock
+
+    def preview(self, ctx: StageContext) -> None:
+        """Publish the preview card; a failure here is a warning (the publish stage follows)."""
+        try:
+            self._preview(ctx)
+        except Exception as error:  # the preview is a courtesy; it must not fail the ingest
+            log.exception("the preview card could not be published")
+            ctx.warn(f"preview card not published: {error}")
+
+    def _preview(self, ctx: StageContext) -> None:
+        meta = SourceInfo.model_validate_json((ctx.out / "info.json").read_text("utf-8"))
+        work = ctx.out / ".publish-preview"
+        now = self.clock()
+        try:
+            publication = assemble(
+                meta=meta,
+                outputs=[],
+                status=CardStatus.PREVIEW,
+                event=ctx.spec.event,
+                settings=self.settings,
+                storage=self.storage,
+                static={},
+                now=now,
+                work=work,
+                ingest_dir=ctx.out,
+            )
+            outcome = writer.publish(self.storage, self.settings, publication, now=now)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if not outcome.published:
+            return
+        atomic_write_json(ctx.workspace.root / RECORD_FILE, {"preview": meta.card_id})
+        webhooks.notify(self.settings, card_event(outcome.card, ctx.job_id), ctx.spec.callback_url)
+
+    def job_failed(self, job: JobState) -> None:
+        workspace = Workspace.for_job(self.settings.storage.workspace, job.id)
+        record = workspace.root / RECORD_FILE
+        card_id = job.card_id
+        recorded = json.loads(record.read_text("utf-8")) if record.is_file() else {}
+        if isinstance(recorded.get("preview"), str):
+            card_id = recorded["preview"]
+            if writer.withdraw(
+                self.storage,
+                self.settings,
+                card_id,
+                self.clock(),
+                only_status=CardStatus.PREVIEW,
+            ):
+                log.info("withdrew the preview card %s of failed job %s", card_id, job.id)
+            record.unlink(missing_ok=True)
+        error = job.error.model_dump() if job.error else {"code": "internal.error"}
+        event = webhooks.WebhookEvent(
+            type=webhooks.EventType.JOB_FAILED, job_id=job.id, card_id=card_id, error=error
+        )
+        webhooks.notify(self.settings, event, job.spec.callback_url)
+
+    def drain(self, timeout_s: float) -> bool:
+        """Give queued webhooks up to ``timeout_s`` for their first attempt (at exit)."""
+        if not webhooks.Outbox.for_settings(self.settings).files():
+            return True
+        return webhooks.dispatcher(self.settings).drain(timeout_s)
