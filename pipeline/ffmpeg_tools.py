@@ -99,12 +99,13 @@ class Filter:
 
 @dataclass(frozen=True)
 class Output:
-    """One output file and the branches it takes (indexes into the graph's branches)."""
+    """One output file and the branches it takes (indexes into the graph's branches; several
+    for a muxer taking many streams, such as HLS with ``var_stream_map``)."""
 
     target: str
     options: Mapping[str, Any] = field(default_factory=dict)
-    video: int | None = None
-    audio: int | None = None
+    video: int | tuple[int, ...] | None = None
+    audio: int | tuple[int, ...] | None = None
     all_streams: bool = False
     """Map every stream of the input as it is (for stream copies and checks)."""
 
@@ -145,11 +146,17 @@ def _branches(
     return [_chain(parts[i], chain) for i, chain in enumerate(branches)]
 
 
+def _indexes(value: int | tuple[int, ...] | None) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, int) else value
+
+
 def graph_args(graph: Graph) -> list[str]:
     """The ffmpeg argument list (without the binary) for ``graph``."""
     source = ffmpeg.input(graph.source, **dict(graph.input_options))
-    uses_video = any(o.video is not None for o in graph.outputs)
-    uses_audio = any(o.audio is not None for o in graph.outputs)
+    uses_video = any(_indexes(o.video) for o in graph.outputs)
+    uses_audio = any(_indexes(o.audio) for o in graph.outputs)
     video = (
         _branches(source[graph.video_stream], graph.video, graph.video_branches, "split")
         if uses_video
@@ -163,10 +170,8 @@ def graph_args(graph: Graph) -> list[str]:
     outputs = []
     for output in graph.outputs:
         streams = [source] if output.all_streams else []
-        if output.video is not None:
-            streams.append(video[output.video])
-        if output.audio is not None:
-            streams.append(audio[output.audio])
+        streams += [video[i] for i in _indexes(output.video)]
+        streams += [audio[i] for i in _indexes(output.audio)]
         outputs.append(ffmpeg.output(*streams, output.target, **dict(output.options)))
     node = ffmpeg.merge_outputs(*outputs)
     if graph.global_args:
@@ -175,11 +180,16 @@ def graph_args(graph: Graph) -> list[str]:
 
 
 def copy_args(
-    inputs: Sequence[str], target: str, options: Mapping[str, Any] | None = None
+    inputs: Sequence[str],
+    target: str,
+    options: Mapping[str, Any] | None = None,
+    global_args: Sequence[str] = (),
 ) -> list[str]:
     """Stream-copy every stream of ``inputs`` (paths or ``concat:a|b`` lists) into ``target``."""
     streams = [ffmpeg.input(item) for item in inputs]
     node = ffmpeg.output(*streams, target, c="copy", **dict(options or {}))
+    if global_args:
+        node = node.global_args(*global_args)
     return build_args(node)
 
 
