@@ -22,7 +22,7 @@ from pipeline.card import Card, ImageSource
 from pipeline.publish.jsonld import script_json
 from pipeline.publish.paragraphs import Paragraph
 
-PLACEHOLDER_WIDTH = 32
+PLACEHOLDER_WIDTH = 16
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,15 @@ class LocalStorage(Storage):
         return self._path(key).is_file()
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        for parent in path.parents:  # folders left empty go too (up to the root)
+            if parent == self.root or self.root not in parent.parents:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix) if prefix else self.root
