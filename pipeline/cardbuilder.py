@@ -67,6 +67,17 @@ def make_excerpt(text: str, length: int) -> str:
     return cut.rstrip(" ,;:-–—") + ELLIPSIS
 
 
+def choose_excerpt(description: str, transcript_opening: str | None, length: int) -> str:
+    """The card's excerpt: the description when it has real sentences, else the opening of the
+    transcript (the transcript stage's ``opening``), else whatever the description is; cut at
+    a word boundary near ``length`` and ending in " [...]" when cut."""
+    if has_sentences(description):
+        return make_excerpt(description, length)
+    if transcript_opening and transcript_opening.strip():
+        return make_excerpt(transcript_opening, length)
+    return make_excerpt(description, length)
+
+
 def build_card(
     meta: SourceInfo,
     settings: Settings,

@@ -73,5 +73,6 @@ class Dag:
 def default_dag() -> Dag:
     """The stages Recast runs for every job."""
     from pipeline.ingest import STAGE as ingest
+    from pipeline.transcript import STAGE as transcript
 
-    return Dag.of([ingest])
+    return Dag.of([ingest, transcript])
