@@ -208,11 +208,8 @@ def test_public_base_url_makes_every_link_absolute(media: JobMedia, tmp_path: Pa
     assert index["cards"][0]["poster"]["src"].startswith(f"{base}/{job.card_id}/thumbs/")
 
 
-def _ingest_context(job_spec: JobSpec, settings: Settings, media: JobMedia) -> StageContext:
+def _ingest_context(job_spec: JobSpec, settings: Settings) -> StageContext:
     """The ingest stage's context as the preview sees it: metadata and thumbnail in ctx.out."""
-    from tests.support.publishing import make_job as _make
-
-    job = _make(media, settings, stages=("ingest",))
     workspace = Workspace.for_job(settings.storage.workspace, job_spec.job_id)
     return StageContext(
         job_id=job_spec.job_id,
@@ -229,7 +226,7 @@ def test_preview_is_published_then_replaced_never_downgraded(
 ) -> None:
     job = make_job(media, settings)
     publisher = CardPublisher(settings)
-    ctx = _ingest_context(job.spec, settings, media)
+    ctx = _ingest_context(job.spec, settings)
     publisher.preview(ctx)
     out = Path(settings.storage.output)
     card = Card.model_validate(read_json(out, f"{job.card_id}/card.json"))
@@ -256,7 +253,7 @@ def test_preview_is_published_then_replaced_never_downgraded(
 def test_a_failed_jobs_preview_is_withdrawn(media: JobMedia, settings: Settings) -> None:
     job = make_job(media, settings)
     publisher = CardPublisher(settings)
-    publisher.preview(_ingest_context(job.spec, settings, media))
+    publisher.preview(_ingest_context(job.spec, settings))
     out = Path(settings.storage.output)
     slug = "munich-security-conference-2026"
     assert [e.id for e in events.read_index(LocalStorage(out), slug).cards] == [job.card_id]  # type: ignore[union-attr]

@@ -126,6 +126,10 @@ def _finish(directory: Path, assets: list[OutputAsset], **data: object) -> None:
     atomic_write_json(directory / RESULT_FILE, result.model_dump(mode="json"))
 
 
+def _asset(key: str, role: AssetRole, **facts: object) -> OutputAsset:
+    return OutputAsset.model_validate({"file": key, "key": key, "role": role, **facts})
+
+
 def _copy(source: Path, directory: Path, relative: str) -> str:
     target = directory / relative
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -225,9 +229,9 @@ def make_job(
         _copy(media.clip, d, "mp4/180p.mp4")
         _copy(media.audio, d, "mp4/audio.m4a")
         assets += [
-            OutputAsset(file="mp4/180p.mp4", key="mp4/180p.mp4", role=AssetRole.MP4, width=320, height=180, duration=DURATION),
-            OutputAsset(file="mp4/audio.m4a", key="mp4/audio.m4a", role=AssetRole.AUDIO, duration=DURATION),
-        ]  # fmt: skip
+            _asset("mp4/180p.mp4", AssetRole.MP4, width=320, height=180, duration=DURATION),
+            _asset("mp4/audio.m4a", AssetRole.AUDIO, duration=DURATION),
+        ]
         _finish(d, assets)
     if "thumbnails" in stages:
         d = _stage_dir(workspace, "thumbnails")
@@ -245,10 +249,10 @@ def make_job(
         (d / "thumbs" / "storyboard.vtt").write_text("WEBVTT\n" + cues)
         _copy(media.preview_clip, d, "thumbs/preview.mp4")
         assets += [
-            OutputAsset(file="thumbs/storyboard.jpg", key="thumbs/storyboard.jpg", role=AssetRole.STORYBOARD, width=320, height=45),
-            OutputAsset(file="thumbs/storyboard.vtt", key="thumbs/storyboard.vtt", role=AssetRole.STORYBOARD_VTT),
-            OutputAsset(file="thumbs/preview.mp4", key="thumbs/preview.mp4", role=AssetRole.PREVIEW_CLIP, width=320, height=180),
-        ]  # fmt: skip
+            _asset("thumbs/storyboard.jpg", AssetRole.STORYBOARD, width=320, height=45),
+            _asset("thumbs/storyboard.vtt", AssetRole.STORYBOARD_VTT),
+            _asset("thumbs/preview.mp4", AssetRole.PREVIEW_CLIP, width=320, height=180),
+        ]
         _finish(d, assets)
     if "transcript" in stages:
         d = _stage_dir(workspace, "transcript")
@@ -262,13 +266,13 @@ def make_job(
                 {"version": 1, "language": "en", "text": text, "segments": TRANSCRIPT_SEGMENTS}
             )
         )
-        common = {"role": AssetRole.CAPTIONS, "lang": "en", "label": "English", "automatic": False}
+        common: dict[str, object] = {"lang": "en", "label": "English", "automatic": False}
         assets = [
-            OutputAsset(file="captions/en.vtt", key="captions/en.vtt", **common),  # type: ignore[arg-type]
-            OutputAsset(file="captions/en.srt", key="captions/en.srt", **common),  # type: ignore[arg-type]
-            OutputAsset(file="captions/transcript.txt", key="captions/transcript.txt", role=AssetRole.TRANSCRIPT_TXT, lang="en"),
-            OutputAsset(file="captions/transcript.json", key="captions/transcript.json", role=AssetRole.TRANSCRIPT_JSON, lang="en"),
-        ]  # fmt: skip
+            _asset("captions/en.vtt", AssetRole.CAPTIONS, **common),
+            _asset("captions/en.srt", AssetRole.CAPTIONS, **common),
+            _asset("captions/transcript.txt", AssetRole.TRANSCRIPT_TXT, lang="en"),
+            _asset("captions/transcript.json", AssetRole.TRANSCRIPT_JSON, lang="en"),
+        ]
         _finish(d, assets, language="en", opening=text)
     return Job(spec=spec, workspace=workspace, card_id=meta.card_id, meta=meta)
 
