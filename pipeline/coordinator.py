@@ -189,23 +189,26 @@ class Coordinator:
     def _dispatch(self, entries: Iterable[tuple[str, str]]) -> int:
         sent = 0
         for job_id, name in entries:
+            lease = self.store.claim(job_id, name)
+            if lease is None:
+                continue  # another process is sending it
             record = self.store.get(job_id)
             if record is None or name not in self.dag.names:
-                self.store.done_dispatching(job_id, name)
+                self.store.sent(job_id, name, lease)
                 continue
             state = record.stage(name)
             if (
                 record.state.status not in ACTIVE_JOB_STATUSES
                 or state.status is not StageStatus.PENDING
             ):
-                self.store.done_dispatching(job_id, name)
+                self.store.sent(job_id, name, lease)
                 continue
             stage = self.dag[name]
             task_id = self.dispatcher.send(
                 record, stage, time_limits(stage, record.media_duration, self.settings)
             )
             self._note_sent(job_id, name, task_id)
-            self.store.done_dispatching(job_id, name)
+            self.store.sent(job_id, name, lease)
             sent += 1
         return sent
 

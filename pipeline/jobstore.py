@@ -71,6 +71,23 @@ redis.call('ZADD', KEYS[2], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[3])
 return 1
 """
 
+_CLAIM = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) <= tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+_UNLESS_CHANGED = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -173,6 +190,8 @@ class JobStore:
         self.prefix = settings.key_prefix
         self._renew = self.redis.register_script(_RENEW)
         self._release = self.redis.register_script(_RELEASE)
+        self._claim = self.redis.register_script(_CLAIM)
+        self._unless_changed = self.redis.register_script(_UNLESS_CHANGED)
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -460,6 +479,26 @@ class JobStore:
 
     def outbox_size(self) -> int:
         return int(self.retrying(lambda: self.redis.zcard(self.key("outbox")), "outbox"))
+
+    def claim(self, job_id: str, stage: str, lease_s: float = 30.0) -> float | None:
+        """Take a due outbox entry for sending: it is pushed ``lease_s`` into the future, so
+        nobody else sends it meanwhile and it comes due again if the sender dies. Returns the
+        lease (pass it to :meth:`sent`), or None if someone else has it or it is not due."""
+        now = time.time()
+        lease = round(now + lease_s, 6)
+        member = f"{job_id}/{stage}"
+        claimed = self.retrying(
+            lambda: self._claim(keys=[self.key("outbox")], args=[member, now, lease]), "outbox"
+        )
+        return lease if claimed else None
+
+    def sent(self, job_id: str, stage: str, lease: float) -> None:
+        """Remove a claimed entry, unless it was re-scheduled meanwhile."""
+        member = f"{job_id}/{stage}"
+        self.retrying(
+            lambda: self._unless_changed(keys=[self.key("outbox")], args=[member, lease]),
+            "outbox",
+        )
 
     def done_dispatching(self, job_id: str, stage: str) -> None:
         self.retrying(lambda: self.redis.zrem(self.key("outbox"), f"{job_id}/{stage}"), "outbox")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kombu.entity import Exchange
 from kombu.entity import Queue as KombuQueue
 
 from pipeline.dag import Dag
@@ -63,7 +64,12 @@ def celery_config(settings: Settings, dag: Dag) -> dict[str, Any]:
     amqp = is_amqp(config.broker_url)
     arguments = {"x-max-priority": PRIORITY_LEVELS} if amqp else None
     queues = [
-        KombuQueue(q.value, routing_key=q.value, queue_arguments=arguments)  # type: ignore[no-untyped-call]
+        KombuQueue(  # type: ignore[no-untyped-call]
+            q.value,
+            Exchange(q.value, type="direct"),
+            routing_key=q.value,
+            queue_arguments=arguments,
+        )
         for q in Queue
     ]
     transport: dict[str, Any] = {}

@@ -34,7 +34,7 @@ from workers.dispatch import CeleryDispatcher
 log = logging.getLogger("recast.worker")
 
 _cache: dict[str, Any] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 def make_publisher(settings: Settings) -> Publisher:
@@ -139,7 +139,11 @@ def _process_init(**_: Any) -> None:
 def _worker_ready(sender: Any = None, **_: Any) -> None:
     config = settings()
     logs.configure(config.log.level, config.log.json_lines)
-    queues = sorted(q.name for q in sender.task_consumer.queues)
+    try:
+        queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
+    except Exception:
+        log.exception("cannot tell which queues this worker consumes")
+        raise
     background = Background(str(sender.hostname), queues)
     background.start()
     _background.append(background)

@@ -1,0 +1,290 @@
+"""Test harness for the Celery executor: a private redis-server on a free port, real
+``recast worker`` processes (prefork pool) in their own process groups, settings written to a
+TOML file the workers read, and polling with deadlines (never fixed sleeps as assertions)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+
+from pipeline.jobstore import JobRecord, JobStore
+from pipeline.settings import Settings
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+RECAST = str(Path(sys.executable).parent / "recast")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    predicate: Callable[[], T | None], timeout: float, message: str, interval: float = 0.1
+) -> T:
+    """Poll until ``predicate`` returns something truthy; fail with ``message`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s: {message}")
+        time.sleep(interval)
+
+
+class RedisServer:
+    """``redis-server --port N --save "" --appendonly yes --dir tmp`` that tests can restart."""
+
+    def __init__(self, directory: Path, port: int | None = None):
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--maxmemory-policy",
+                "noeviction",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+
+        def up() -> bool:
+            with contextlib.suppress(redis.RedisError):
+                return bool(client.ping())
+            return False
+
+        wait_for(up, 15, "redis-server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(redis.RedisError):
+            redis.Redis.from_url(self.url).shutdown(nosave=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = [f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None]
+        return "{" + ", ".join(items) + "}"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def write_config(path: Path, settings: Settings) -> Path:
+    """Every setting as a TOML file (what workers started with RECAST_CONFIG read)."""
+    lines = []
+    for section, values in settings.model_dump(mode="json").items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+class Worker:
+    """A real ``recast worker`` (Celery, prefork pool) in its own process group."""
+
+    def __init__(
+        self,
+        config: Path,
+        queues: str,
+        name: str,
+        log_dir: Path,
+        concurrency: int = 1,
+        env: dict[str, str] | None = None,
+    ):
+        self.config = config
+        self.queues = queues
+        self.hostname = f"{name}@test"
+        self.concurrency = concurrency
+        self.log_path = log_dir / f"worker-{name}.log"
+        self.env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, store: JobStore | None = None, timeout: float = 60) -> Worker:
+        env = {**os.environ, "RECAST_CONFIG": str(self.config), **self.env}
+        env.pop("RECAST_API__TOKENS", None)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                RECAST,
+                "--config",
+                str(self.config),
+                "worker",
+                "-Q",
+                self.queues,
+                "-c",
+                str(self.concurrency),
+                "-n",
+                self.hostname,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        if store is not None:
+            wait_for(
+                lambda: self.hostname in store.live_workers() or self._died(),
+                timeout,
+                f"worker {self.hostname} did not come up",
+            )
+            if self._died():
+                raise AssertionError(f"worker {self.hostname} died:\n{self.log()}")
+        return self
+
+    def _died(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    @property
+    def pgid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (main process, pool, ffmpeg)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.process = None
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, signal.SIGKILL)  # leftovers of the group
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+
+@contextlib.contextmanager
+def workers(*items: Worker, store: JobStore) -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    try:
+        for item in items:
+            started.append(item.start())
+        for item in started:
+            wait_for(
+                lambda w=item: w.hostname in store.live_workers() or w._died(),  # type: ignore[misc]
+                60,
+                f"worker {item.hostname} did not come up",
+            )
+            if item._died():
+                raise AssertionError(f"worker {item.hostname} died:\n{item.log()}")
+        yield started
+    finally:
+        for item in started:
+            item.stop()
+
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def wait_final(store: JobStore, job_id: str, timeout: float) -> JobRecord:
+    def final() -> JobRecord | None:
+        record = store.get(job_id)
+        return record if record is not None and str(record.state.status) in FINAL else None
+
+    return wait_for(final, timeout, f"job {job_id} did not finish: {_describe(store, job_id)}")
+
+
+def _describe(store: JobStore, job_id: str) -> str:
+    record = store.get(job_id)
+    if record is None:
+        return "no such job"
+    return json.dumps(
+        {
+            "status": str(record.state.status),
+            "stages": {n: f"{s.status} {s.detail}" for n, s in record.state.stages.items()},
+        }
+    )
+
+
+def processes_matching(text: str) -> list[str]:
+    """Command lines of running processes that contain ``text`` (the process table)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "cmdline").read_bytes()
+            status = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if ") Z " in status:
+            continue  # a zombie is already dead
+        command = raw.replace(b"\0", b" ").decode(errors="replace")
+        if text in command:
+            found.append(command)
+    return found
