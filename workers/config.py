@@ -66,7 +66,7 @@ def celery_config(settings: Settings, dag: Dag) -> dict[str, Any]:
     queues = [
         KombuQueue(  # type: ignore[no-untyped-call]
             q.value,
-            Exchange(q.value, type="direct"),
+            Exchange(q.value, type="direct"),  # type: ignore[no-untyped-call]
             routing_key=q.value,
             queue_arguments=arguments,
         )
