@@ -45,6 +45,8 @@ log = logging.getLogger("recast.storage.s3")
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 _CONFLICT = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 LOCK_TTL_S = 120.0
+SINGLE_PUT_MAX = 16 * 1024 * 1024
+"""Larger files go up in parts (multipart upload, each part retried on its own)."""
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -132,6 +134,9 @@ class S3Storage(Storage):
         return self.prefix + key
 
     def put_file(self, key: str, path: Path, content_type: str | None = None) -> None:
+        if path.stat().st_size <= SINGLE_PUT_MAX:  # one request; no transfer manager threads
+            self._put(key, path.read_bytes(), content_type)
+            return
         extra = {"ContentType": content_type} if content_type else {}
         with _classified():
             self.client.upload_file(str(path), self.bucket, self._key(key), ExtraArgs=extra)

@@ -117,7 +117,9 @@ class JobMedia:
 
 def _stage_dir(workspace: Workspace, name: str) -> Path:
     directory = workspace.stage_dir(name)
-    directory.mkdir(parents=True, exist_ok=True)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
     return directory
 
 

@@ -8,6 +8,7 @@ time to moto (connections are still served by threads), which gives S3's atomici
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -41,6 +42,7 @@ class S3Server:
     """``with S3Server() as s3: s3.endpoint_url``; ``s3.client()``; ``s3.bucket("name")``."""
 
     def __init__(self, host: str = "127.0.0.1"):
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
         app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
         self.server = make_server(host, 0, app, threaded=True, request_handler=MotoRequestHandler)
         self.host = host
