@@ -32,6 +32,8 @@ from pipeline.stage import Queue, Stage, StageContext, StageResult
 MEDIA_FILE = "media.json"
 HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
 INTERLACED_ORDERS = frozenset({"tt", "bb", "tb", "bt"})
+STILL_IMAGE_FORMATS = frozenset({"image2", "webp", "tiff"})
+"""Containers of still images (besides the ``*_pipe`` image demuxers): not recordings."""
 
 
 class VideoInfo(BaseModel):
@@ -223,6 +225,9 @@ def describe(data: dict[str, Any], name: str = "the file") -> MediaInfo:
     if not videos and not audios:
         raise RecastError(ErrorCode.MEDIA_INVALID, f"{name} has no video or audio stream.")
     fmt = data.get("format") or {}
+    container = str(fmt.get("format_name") or "unknown")
+    if container in STILL_IMAGE_FORMATS or container.endswith("_pipe"):
+        raise RecastError(ErrorCode.MEDIA_INVALID, f"{name} is a still image, not a recording.")
     duration = ffmpeg_tools.media_duration(data) or 0.0
     subtitles = [
         SubtitleInfo(
@@ -234,7 +239,7 @@ def describe(data: dict[str, Any], name: str = "the file") -> MediaInfo:
         if s.get("codec_type") == "subtitle"
     ]
     return MediaInfo(
-        container=str(fmt.get("format_name") or "unknown"),
+        container=container,
         duration=duration,
         bit_rate=_int(fmt.get("bit_rate")),
         size=_int(fmt.get("size")) or 0,

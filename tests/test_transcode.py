@@ -397,6 +397,14 @@ def test_rendition_sizes_for_odd_shapes(
         ),
         ("10-bit", {"extra": ("-pix_fmt", "yuv420p10le", "-profile:v", "high10")}, 25),
         ("50 fps capped at 30", {"rate": "50"}, 25),
+        (
+            "HDR10",
+            {
+                "extra": ("-pix_fmt", "yuv420p10le", "-color_trc", "smpte2084")
+                + ("-color_primaries", "bt2020", "-colorspace", "bt2020nc")
+            },
+            25,
+        ),
     ],
 )
 def test_awkward_sources_give_standard_output(
@@ -407,8 +415,9 @@ def test_awkward_sources_give_standard_output(
     assert media.video is not None
     if name == "interlaced":
         assert media.video.interlaced
-    if name == "10-bit":
+    if name in ("10-bit", "HDR10"):
         assert media.video.bit_depth == 10
+    assert media.video.hdr == (name == "HDR10")
     if name == "variable frame rate":
         assert media.video.variable_frame_rate
     out = tmp_path / "out"
@@ -419,6 +428,7 @@ def test_awkward_sources_give_standard_output(
         assert stream["pix_fmt"] == "yuv420p" and stream["profile"] == "High", name
         assert stream.get("field_order", "progressive") in ("progressive", "unknown"), name
         assert Fraction(stream["r_frame_rate"]) == rate, name
+        assert stream.get("color_transfer", "bt709") not in ("smpte2084", "arib-std-b67"), name
         times = sorted(t for t, _ in packets(out / "hls" / rung / "index.m3u8"))
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert gaps == pytest.approx([1 / rate] * len(gaps), abs=1e-3), "constant frame rate"
