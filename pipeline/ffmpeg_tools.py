@@ -17,10 +17,12 @@ Failures come out as :class:`~pipeline.errors.RecastError`, never as tracebacks.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -203,6 +205,20 @@ class RunReport:
     """The last lines ffmpeg wrote to stderr."""
 
 
+_PR_SET_PDEATHSIG = 1
+try:
+    _PRCTL: Any = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+except (OSError, AttributeError):
+    _PRCTL = None
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the tool is killed when the process that started it
+    dies, so a worker SIGKILLed mid-transcode leaves no ffmpeg writing into a workspace."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class _Progress:
     def __init__(self) -> None:
         self.last_change = time.monotonic()
@@ -231,6 +247,7 @@ def run(
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=_die_with_parent,  # one prctl call in the child, nothing that locks
     )
     progress = _Progress()
     stderr_tail: deque[str] = deque(maxlen=max(3, log_lines))
