@@ -114,7 +114,6 @@ class Reaper:
         )
         if failed:
             report.lost += 1
-            self.store.set_cancelled(job_id)
             if self.coordinator.publisher is not None:
                 self.coordinator.publisher.job_failed(record.state)
         else:

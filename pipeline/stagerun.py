@@ -12,8 +12,9 @@ What a worker's task calls (workers/tasks.py). It:
    workspace store and uploading its outputs when workers share no disk;
 4. records the outcome: done (and queues the stages that became ready), a retry later with
    backoff and jitter for a transient error (:func:`pipeline.errors.retry_decision`), or the
-   job's failure. Every write is fenced by the lock token: a run that lost its lock (the
-   reaper gave the stage to another worker) changes nothing.
+   job's failure (stages already running beside it finish, and are kept for a retry;
+   those not started are cancelled). Every write is fenced by the lock token: a run that
+   lost its lock (the reaper gave the stage to another worker) changes nothing.
 """
 
 from __future__ import annotations
@@ -325,10 +326,9 @@ class StageRunner:
             return effects
 
         record = self.store.transact(job_id, failed)
-        if outcome is Outcome.FAILED and record is not None:
-            self.store.set_cancelled(job_id)  # stages running beside this one stop
-            if self.publisher is not None:
-                self.publisher.job_failed(record.state)
+        # Stages running beside this one finish: their work is kept for a retry.
+        if outcome is Outcome.FAILED and record is not None and self.publisher is not None:
+            self.publisher.job_failed(record.state)
         return outcome
 
 
