@@ -190,8 +190,12 @@ def make_job(
     event: str | None = "Munich Security Conference 2026",
     callback_url: str | None = None,
     stages: tuple[str, ...] = ("ingest", "playable", "transcode", "thumbnails", "transcript"),
+    rendition: str = "180p",
 ) -> Job:
-    """A job whose ``stages`` are finished, from ``media``; publish stages not run yet."""
+    """A job whose ``stages`` are finished, from ``media``; publish stages not run yet.
+
+    ``rendition`` names the HLS rendition's folder (``hls/<rendition>/``), so a second run can
+    publish a ladder that differs from the first."""
     meta = info or make_info()
     spec = JobSpec(source=meta.webpage_url, event=event, callback_url=callback_url)
     workspace = Workspace.for_job(settings.storage.workspace, spec.job_id)
@@ -221,11 +225,11 @@ def make_job(
         _finish(d, assets, provisional=True)
     if "transcode" in stages:
         d = _stage_dir(workspace, "transcode")
-        _copy(media.hls, d, "hls")
-        assets = [
-            OutputAsset(file="hls/master.m3u8", key="hls/master.m3u8", role=AssetRole.HLS_MASTER)
-        ]
-        for path in sorted((d / "hls" / "180p").iterdir()):
+        _copy(media.hls / "180p", d, f"hls/{rendition}")
+        master = (media.hls / "master.m3u8").read_text().replace("180p/", f"{rendition}/")
+        (d / "hls" / "master.m3u8").write_text(master)
+        assets = [_asset("hls/master.m3u8", AssetRole.HLS_MASTER)]
+        for path in sorted((d / "hls" / rendition).iterdir()):
             key = path.relative_to(d).as_posix()
             assets.append(OutputAsset(file=key, key=key, role=AssetRole.HLS_MEDIA))
         _copy(media.clip, d, "mp4/180p.mp4")
