@@ -107,18 +107,44 @@ def schedule_ready(record: JobRecord, dag: Dag, effects: Effects) -> None:
             effects.dispatch[name] = 0.0
 
 
-def fail_job(record: JobRecord, dag: Dag, effects: Effects, error: ErrorInfo) -> None:
-    """Mark the job failed; stages that have not started are cancelled."""
+def stage_failed(
+    record: JobRecord, dag: Dag, effects: Effects, stage: str, error: ErrorInfo
+) -> None:
+    """A stage failed for good: the job's error is set and the stages that depend on it are
+    cancelled. Branches that do not depend on it go on (their work is kept for a retry);
+    :func:`settle` fails the job once nothing else can run."""
+    state = record.stage(stage)
+    state.status = StageStatus.FAILED
+    state.error = error
+    state.finished_at = utcnow()
+    if record.state.error is None:
+        record.state.error = error
+    for name in dag.dependents(stage):
+        dependent = record.stage(name)
+        if dependent.status is StageStatus.PENDING:
+            dependent.status = StageStatus.CANCELLED
+            effects.undispatch.append(name)
+    effects.event("stage.failed", record, stage, code=error.code)
+    effects.count(f"errors.{error.code}")
+
+
+def settle(record: JobRecord, dag: Dag, effects: Effects) -> bool:
+    """Fail a job that has an error once no stage runs and none is ready; True if now."""
+    if record.state.error is None or record.state.status not in ACTIVE_JOB_STATUSES:
+        return False
+    if any(s.status is StageStatus.RUNNING for s in record.state.stages.values()):
+        return False
+    if ready_stages(record, dag):
+        return False
     record.state.status = JobStatus.FAILED
-    record.state.error = error
     for name in dag.names:
         state = record.stage(name)
         if state.status is StageStatus.PENDING:
             state.status = StageStatus.CANCELLED
             effects.undispatch.append(name)
-    effects.event("job.failed", record, code=error.code)
+    effects.event("job.failed", record, code=record.state.error.code)
     effects.count("jobs.failed")
-    effects.count(f"errors.{error.code}")
+    return True
 
 
 class Coordinator:

@@ -23,7 +23,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from pipeline.coordinator import ACTIVE_JOB_STATUSES, Coordinator, fail_job
+from pipeline.coordinator import ACTIVE_JOB_STATUSES, Coordinator, settle, stage_failed
 from pipeline.job import ErrorInfo, JobStatus, StageStatus, utcnow
 from pipeline.jobstore import Change, Effects, JobRecord
 from pipeline.stagerun import worker_lost
@@ -64,11 +64,11 @@ class Reaper:
         max_lost = self.settings.celery.max_worker_lost_attempts
         dag = self.coordinator.dag
         old_token: str | None = None
-        failed = False
+        verdict = ""
 
         def reap(record: JobRecord) -> Effects:
-            nonlocal old_token, failed
-            failed = False
+            nonlocal old_token, verdict
+            verdict = ""
             effects = Effects(clear_heartbeat=[stage])
             if stage not in dag.names:
                 return effects
@@ -86,13 +86,11 @@ class Reaper:
             effects.count("stages.worker_lost")
             effects.event("stage.worker_lost", record, stage, worker=runtime.worker or "")
             if runtime.lost >= max_lost:
-                failed = True
                 error = ErrorInfo.from_error(worker_lost(stage, runtime.lost))
-                state.status = StageStatus.FAILED
-                state.error = error
-                state.finished_at = utcnow()
-                fail_job(record, dag, effects, error)
+                stage_failed(record, dag, effects, stage, error)
+                verdict = "job failed" if settle(record, dag, effects) else "stage failed"
                 return effects
+            verdict = "queued again"
             state.status = StageStatus.PENDING
             state.detail = f"worker {runtime.worker} lost; queued again"
             runtime.queued_at = utcnow()
@@ -107,17 +105,15 @@ class Reaper:
             return
         if old_token is not None:
             self.store.release(job_id, stage, old_token)
-        log.warning(
-            "stage of a dead worker %s",
-            "failed the job (worker.lost)" if failed else "queued again",
-            extra={"job_id": job_id, "stage": stage},
-        )
-        if failed:
-            report.lost += 1
-            if self.coordinator.publisher is not None:
-                self.coordinator.publisher.job_failed(record.state)
-        else:
+        if not verdict:
+            return
+        log.warning("stage of a dead worker: %s", verdict, extra={"job_id": job_id, "stage": stage})
+        if verdict == "queued again":
             report.requeued += 1
+            return
+        report.lost += 1
+        if verdict == "job failed" and self.coordinator.publisher is not None:
+            self.coordinator.publisher.job_failed(record.state)
 
     def _reserved_by_dead_workers(self, report: ReapReport) -> None:
         live = set(self.store.live_workers())

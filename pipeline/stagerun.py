@@ -12,9 +12,10 @@ What a worker's task calls (workers/tasks.py). It:
    workspace store and uploading its outputs when workers share no disk;
 4. records the outcome: done (and queues the stages that became ready), a retry later with
    backoff and jitter for a transient error (:func:`pipeline.errors.retry_decision`), or the
-   job's failure (stages already running beside it finish, and are kept for a retry;
-   those not started are cancelled). Every write is fenced by the lock token: a run that
-   lost its lock (the reaper gave the stage to another worker) changes nothing.
+   stage's failure: the stages that depend on it are cancelled, other branches go on (their
+   work is kept for a retry) and the job fails once nothing else can run. Every write is
+   fenced by the lock token: a run that lost its lock (the reaper gave the stage to another
+   worker) changes nothing.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from pipeline.coordinator import (
     ACTIVE_JOB_STATUSES,
     Coordinator,
     all_finished,
-    fail_job,
     schedule_ready,
+    settle,
+    stage_failed,
 )
 from pipeline.errors import ErrorCode, RecastError, as_recast_error, retry_decision
 from pipeline.ingest import load_info
@@ -168,9 +170,8 @@ class StageRunner:
                 effects.count("stages.worker_lost")
                 if runtime.lost >= max_lost:
                     error = ErrorInfo.from_error(worker_lost(stage.name, runtime.lost))
-                    state.status = StageStatus.FAILED
-                    state.error = error
-                    fail_job(record, self.dag, effects, error)
+                    stage_failed(record, self.dag, effects, stage.name, error)
+                    settle(record, self.dag, effects)
                     return effects
             started = True
             state.status = StageStatus.RUNNING
@@ -247,9 +248,11 @@ class StageRunner:
         duration: float | None,
     ) -> Outcome:
         outcome = Outcome.LOST_LOCK
+        job_failed = False
 
         def complete(record: JobRecord) -> Effects | None:
-            nonlocal outcome
+            nonlocal outcome, job_failed
+            job_failed = False
             runtime = record.rt(stage.name)
             if runtime.token != token:
                 outcome = Outcome.LOST_LOCK
@@ -280,19 +283,27 @@ class StageRunner:
                 record.state.status = JobStatus.SUCCEEDED
                 effects.event("job.succeeded", record)
                 effects.count("jobs.succeeded")
+            job_failed = settle(record, self.dag, effects)
             return effects
 
-        self.store.transact(job_id, complete)
+        record = self.store.transact(job_id, complete)
+        self._job_failed(record if job_failed else None)
         return outcome
+
+    def _job_failed(self, record: JobRecord | None) -> None:
+        if record is not None and self.publisher is not None:
+            self.publisher.job_failed(record.state)
 
     def _failed(self, job_id: str, stage: Stage, token: str, error: RecastError) -> Outcome:
         outcome = Outcome.LOST_LOCK
+        job_failed = False
         cancelled = error.code is ErrorCode.JOB_CANCELLED or self.store.is_cancelled(job_id)
         config = self.settings.executor
         info = ErrorInfo.from_error(error)
 
         def failed(record: JobRecord) -> Effects | None:
-            nonlocal outcome
+            nonlocal outcome, job_failed
+            job_failed = False
             if record.rt(stage.name).token != token:
                 outcome = Outcome.LOST_LOCK
                 return None
@@ -303,6 +314,7 @@ class StageRunner:
                 outcome = Outcome.CANCELLED
                 state.status = StageStatus.CANCELLED
                 effects.event("stage.cancelled", record, stage.name)
+                job_failed = settle(record, self.dag, effects)
                 return effects
             decision = retry_decision(
                 error,
@@ -321,14 +333,12 @@ class StageRunner:
                 effects.event("stage.retrying", record, stage.name, code=error.code)
                 return effects
             outcome = Outcome.FAILED
-            state.status = StageStatus.FAILED
-            fail_job(record, self.dag, effects, info)
+            stage_failed(record, self.dag, effects, stage.name, info)
+            job_failed = settle(record, self.dag, effects)
             return effects
 
         record = self.store.transact(job_id, failed)
-        # Stages running beside this one finish: their work is kept for a retry.
-        if outcome is Outcome.FAILED and record is not None and self.publisher is not None:
-            self.publisher.job_failed(record.state)
+        self._job_failed(record if job_failed else None)
         return outcome
 
 
