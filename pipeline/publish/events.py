@@ -129,7 +129,7 @@ def upsert(storage: Storage, card: Card, now: datetime) -> None:
         index.updated = now
         return (index.model_dump_json(indent=2) + "\n").encode()
 
-    storage.update(index_key(event.slug), change, "application/json")
+    storage.update(index_key(event.slug), change, "application/json; charset=utf-8")
 
 
 def remove(storage: Storage, slug: str, card_id: str, now: datetime) -> None:
@@ -146,4 +146,4 @@ def remove(storage: Storage, slug: str, card_id: str, now: datetime) -> None:
         index.updated = now
         return (index.model_dump_json(indent=2) + "\n").encode()
 
-    storage.update(index_key(slug), change, "application/json")
+    storage.update(index_key(slug), change, "application/json; charset=utf-8")

@@ -16,7 +16,6 @@ from importlib import resources
 from pathlib import Path
 
 from pipeline.errors import ConfigError
-from pipeline.manifest import content_type
 from pipeline.settings import Settings
 from pipeline.storage import Storage
 
@@ -76,8 +75,15 @@ def static_files(settings: Settings) -> dict[str, StaticFile]:
     return files
 
 
+def static_type(key: str) -> str:
+    from pipeline.manifest import content_type
+
+    mime = content_type(key)
+    return f"{mime}; charset=utf-8" if mime.startswith("text/") else mime
+
+
 def publish_static(storage: Storage, files: dict[str, StaticFile]) -> None:
     """Upload the files that are not in the output tree yet (names carry their content hash)."""
     for item in files.values():
         if not storage.exists(item.key):
-            storage.put_bytes(item.key, item.data, content_type(item.key))
+            storage.put_bytes(item.key, item.data, static_type(item.key))

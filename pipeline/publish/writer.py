@@ -64,6 +64,15 @@ def read_manifest(storage: Storage, card_id: str) -> Manifest | None:
         return None
 
 
+def upload_type(key: str) -> str:
+    """The Content-Type a file is stored with: its MIME type, UTF-8 named for text (card.html is
+    a snippet without a ``<meta charset>``, so the server has to say it)."""
+    mime = content_type(key)
+    if mime.startswith("text/") or mime in ("application/json", "application/vnd.apple.mpegurl"):
+        return f"{mime}; charset=utf-8"
+    return mime
+
+
 def upload_order(item: PlannedFile) -> tuple[int, str]:
     """Leaves first: what a file refers to is always uploaded before the file."""
     key = item.key.lower()
@@ -135,9 +144,9 @@ def _write(storage: Storage, publication: Publication, now: datetime) -> int:
         if known.get(item.key) == asset.sha256 and storage.exists(key):
             continue
         if item.file is not None:
-            storage.put_file(key, item.file, asset.type)
+            storage.put_file(key, item.file, upload_type(key))
         else:
-            storage.put_bytes(key, item.content(), asset.type)
+            storage.put_bytes(key, item.content(), upload_type(key))
         uploaded += 1
     for static in publication.static:
         manifest.assets.append(
@@ -149,10 +158,9 @@ def _write(storage: Storage, publication: Publication, now: datetime) -> int:
                 sha256=_sha256(static.data),
             )
         )
-    storage.put_bytes(
-        manifest_key(card.id), manifest.model_dump_json(indent=2).encode(), "application/json"
-    )
-    storage.put_bytes(card_key(card.id), card.to_json().encode(), "application/json")
+    json_type = upload_type("card.json")
+    storage.put_bytes(manifest_key(card.id), manifest.model_dump_json(indent=2).encode(), json_type)
+    storage.put_bytes(card_key(card.id), card.to_json().encode(), json_type)
     return uploaded
 
 
