@@ -65,6 +65,23 @@ class _BodyLimit(BaseHTTPMiddleware):
         return await call_next(request)
 
 
+_bearer = HTTPBearer(auto_error=False)
+
+
+class TokenCheck:
+    """The dependency guarding /v1: a bearer token among ``api.tokens``."""
+
+    def __init__(self, tokens: list[str]):
+        self.tokens = [t.encode() for t in tokens]
+
+    def __call__(
+        self, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> None:
+        given = credentials.credentials.encode() if credentials is not None else b""
+        if not given or not any(hmac.compare_digest(given, t) for t in self.tokens):
+            raise RecastError(ErrorCode.REQUEST_UNAUTHORIZED, "A valid bearer token is required.")
+
+
 def create_api(settings: Settings, producer: Producer | None = None) -> FastAPI:
     api = FastAPI(
         title="Recast producer API",
@@ -74,8 +91,6 @@ def create_api(settings: Settings, producer: Producer | None = None) -> FastAPI:
     errors.install(api)
     api.add_middleware(_BodyLimit, max_bytes=settings.api.max_body_bytes)
     state: dict[str, Any] = {"producer": producer}
-    bearer = HTTPBearer(auto_error=False)
-    tokens = [t.encode() for t in settings.api.tokens]
 
     def get_producer() -> Producer:
         if state["producer"] is None:
@@ -89,14 +104,7 @@ def create_api(settings: Settings, producer: Producer | None = None) -> FastAPI:
         current: Storage = state["storage"]
         return current
 
-    def authorised(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
-        given = credentials.credentials.encode() if credentials is not None else b""
-        if not given or not any(hmac.compare_digest(given, t) for t in tokens):
-            raise RecastError(ErrorCode.REQUEST_UNAUTHORIZED, "A valid bearer token is required.")
-
-    auth = [Depends(authorised)]
+    auth = [Depends(TokenCheck(settings.api.tokens))]
 
     def job_or_404(job_id: str) -> JobView:
         record = get_producer().get(job_id)
