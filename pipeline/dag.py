@@ -73,6 +73,10 @@ class Dag:
 def default_dag() -> Dag:
     """The stages Recast runs for every job."""
     from pipeline.ingest import STAGE as ingest
+    from pipeline.playable import STAGE as playable
+    from pipeline.probe import STAGE as probe
+    from pipeline.thumbnails import STAGE as thumbnails
+    from pipeline.transcode import STAGE as transcode
     from pipeline.transcript import STAGE as transcript
 
-    return Dag.of([ingest, transcript])
+    return Dag.of([ingest, probe, playable, transcode, thumbnails, transcript])
