@@ -304,7 +304,8 @@ def square_box(pixels: NDArray[np.float64]) -> tuple[float, float]:
 def write_posters(
     frame: Path, out: Path, thumbs: ThumbnailSettings, time: float | None
 ) -> tuple[list[OutputAsset], str]:
-    """Poster sizes (JPEG and WebP), the square crop, and the BlurHash of the poster."""
+    """Poster sizes (JPEG and WebP), the square crop, and the BlurHash of the poster (also in
+    each poster asset's ``extra["placeholder"]``)."""
     assets: list[OutputAsset] = []
     extra: dict[str, Any] = {} if time is None else {"time": round(time, 3)}
     with Image.open(frame) as opened:
@@ -351,7 +352,11 @@ def write_posters(
             extra={"type": "image/jpeg", **extra},
         )
     )
-    return assets, placeholder(out / f"poster-{widths[-1]}.jpg")
+    blurhash = placeholder(out / f"poster-{widths[-1]}.jpg")
+    for asset in assets:
+        if asset.role is AssetRole.POSTER:
+            asset.extra["placeholder"] = blurhash
+    return assets, blurhash
 
 
 # -- the stage ----------------------------------------------------------------------------

@@ -109,6 +109,7 @@ def test_poster_sizes_square_and_placeholder(thumbs: dict[str, Any]) -> None:
     assert stats(out / "thumbs" / "poster-square.jpg")[1] > 40, "the crop holds detail"
     placeholder = thumbs["data"]["placeholder"]
     assert blurhash.is_valid_blurhash(placeholder)
+    assert assets["thumbs/poster-320.jpg"].extra["placeholder"] == placeholder
     tiny = blurhash.decode(placeholder, 32, 18)
     assert tiny.size == (32, 18)
 
