@@ -8,8 +8,10 @@ Engine (``transcript.engine``):
 
 Captions: tracks in the spoken language (the job's ``options["language"]``, else
 ``transcript.language``, else what the source says) come first, then human ones before
-automatic ones. A caption file that cannot be parsed is passed over with a warning (and
-recognition runs when none is left). Human tracks in other languages are published too.
+automatic ones. When the spoken language is given, only a track in it can be the transcript
+(a track in another language is a translation). A caption file that cannot be parsed is
+passed over with a warning, and recognition runs when none is left. Human tracks in other
+languages are published beside the transcript's track as subtitles, whichever the engine.
 
 Recognition: the first audio stream is decoded once to 16 kHz mono (``ffmpeg_tools``), then
 :mod:`pipeline.asr` runs with voice activity detection and word times, in the language given,
@@ -145,14 +147,19 @@ def wanted_language(ctx: StageContext) -> tuple[str | None, LanguageSource]:
 # -- source captions -----------------------------------------------------------------------------
 
 
-def _ranked_tracks(info: SourceInfo, wanted: str | None) -> list[SubtitleTrack]:
+def _same_language(a: str, b: str | None) -> bool:
+    return b is not None and languages.base(a) == languages.base(b)
+
+
+def ranked_tracks(info: SourceInfo, wanted: str | None) -> list[SubtitleTrack]:
+    """The downloaded caption tracks, best first: in the spoken language (as given, else as the
+    source says), then human before automatic, then in the order ingest found them."""
     spoken = wanted or info.language
     tracks = [t for t in info.subtitles if t.file]
 
-    def rank(item: tuple[int, SubtitleTrack]) -> tuple[int, bool, int]:
+    def rank(item: tuple[int, SubtitleTrack]) -> tuple[bool, bool, int]:
         index, track = item
-        same = spoken is not None and languages.base(track.lang) == languages.base(spoken)
-        return (0 if same else 1, track.automatic, index)
+        return (not _same_language(track.lang, spoken), track.automatic, index)
 
     return [track for _, track in sorted(enumerate(tracks), key=rank)]
 
@@ -165,56 +172,60 @@ def _parse_track(ingest_dir: Path, track: SubtitleTrack) -> SourceCaptions:
     return parsed
 
 
-def from_captions(ctx: StageContext, info: SourceInfo, wanted: str | None) -> Outcome | None:
-    """An outcome from the source's captions, or None when it has no usable ones."""
+def from_captions(
+    ctx: StageContext, ranked: list[SubtitleTrack], wanted: str | None
+) -> Outcome | None:
+    """An outcome from the best usable caption track, or None when there is none. When the
+    spoken language is given, only tracks in it can be the transcript (others are
+    translations)."""
     ingest_dir = ctx.input_dir("ingest")
-    cue_rules = rules(ctx.settings.transcript)
-    ranked = _ranked_tracks(info, wanted)
-    primary: tuple[SubtitleTrack, SourceCaptions] | None = None
     for track in ranked:
+        if wanted is not None and not _same_language(track.lang, wanted):
+            continue
         try:
-            primary = (track, _parse_track(ingest_dir, track))
-            break
+            parsed = _parse_track(ingest_dir, track)
         except CaptionError as error:
             ctx.warn(f"Source captions {track.file} are unusable ({error}); passed over.")
-    if primary is None:
-        if ranked:
-            ctx.warn("No usable source captions; using speech recognition instead.")
-        return None
-    track, parsed = primary
-    lang = languages.normalise(track.lang) or UNDETERMINED
-    automatic = track.automatic or parsed.rolling
-    cues = build_cues(caption_words(parsed), cue_rules)
-    outcome = Outcome(
-        engine="captions",
-        language=lang,
-        language_source="captions",
-        automatic=automatic,
-        word_timing="source" if parsed.rolling and automatic else "interpolated",
-        segments=_segments_from_cues(cues),
-        tracks=[Track(lang=lang, automatic=automatic, cues=cues)],
-        caption_track=track.file,
-    )
-    seen = {languages.base(lang)}
-    for other in ranked:
-        if other is track or other.automatic or languages.base(other.lang) in seen:
+            continue
+        lang = languages.normalise(track.lang) or UNDETERMINED
+        automatic = track.automatic or parsed.rolling
+        cues = build_cues(caption_words(parsed), rules(ctx.settings.transcript))
+        return Outcome(
+            engine="captions",
+            language=lang,
+            language_source="captions",
+            automatic=automatic,
+            word_timing="source" if parsed.rolling and automatic else "interpolated",
+            segments=_segments_from_cues(cues),
+            tracks=[Track(lang=lang, automatic=automatic, cues=cues)],
+            caption_track=track.file,
+        )
+    return None
+
+
+def other_tracks(ctx: StageContext, ranked: list[SubtitleTrack], outcome: Outcome) -> list[Track]:
+    """The source's human caption tracks in languages other than the transcript's, published as
+    subtitles beside it (automatic ones in other languages are machine translations: left)."""
+    ingest_dir = ctx.input_dir("ingest")
+    seen = {languages.base(t.lang) for t in outcome.tracks}
+    if outcome.language:
+        seen.add(languages.base(outcome.language))
+    found: list[Track] = []
+    for track in ranked:
+        if track.automatic or track.file == outcome.caption_track:
+            continue
+        if languages.base(track.lang) in seen:
             continue
         try:
-            extra = _parse_track(ingest_dir, other)
+            parsed = _parse_track(ingest_dir, track)
         except CaptionError as error:
-            ctx.warn(f"Source captions {other.file} are unusable ({error}); not published.")
+            ctx.warn(f"Source captions {track.file} are unusable ({error}); not published.")
             continue
-        other_lang = languages.normalise(other.lang) or other.lang
-        seen.add(languages.base(other_lang))
-        outcome.tracks.append(
-            Track(
-                lang=other_lang,
-                automatic=False,
-                cues=build_cues(caption_words(extra), cue_rules),
-                kind="subtitles",
-            )
-        )
-    return outcome
+        lang = languages.normalise(track.lang) or track.lang
+        seen.add(languages.base(lang))
+        cues = build_cues(caption_words(parsed), rules(ctx.settings.transcript))
+        found.append(Track(lang=lang, automatic=False, cues=cues, kind="subtitles"))
+    return found
 
 
 # -- speech recognition --------------------------------------------------------------------------
@@ -409,17 +420,21 @@ def run(ctx: StageContext) -> StageResult:
         return StageResult.skipped("transcripts are turned off (transcript.engine = none)")
     info = load_info(ctx.input_dir("ingest"))
     wanted, source = wanted_language(ctx)
-    if settings.engine in ("auto", "captions"):
-        outcome = from_captions(ctx, info, wanted)
-        if outcome is not None:
-            return finish(ctx, outcome)
+    ranked = ranked_tracks(info, wanted)
+    use_captions = settings.engine != "asr" and bool(ranked)
+    outcome = from_captions(ctx, ranked, wanted) if use_captions else None
+    if outcome is None:
         if settings.engine == "captions":
             return StageResult.skipped("the source has no usable captions")
-    media = _media(ctx, info)
-    has_audio, duration = audio_facts(ctx, media)
-    if not has_audio:
-        return StageResult.skipped("no audio")
-    return finish(ctx, from_speech(ctx, media, duration, wanted, source))
+        if use_captions:
+            ctx.warn("No usable source captions in the spoken language; recognising speech.")
+        media = _media(ctx, info)
+        has_audio, duration = audio_facts(ctx, media)
+        if not has_audio:
+            return StageResult.skipped("no audio")
+        outcome = from_speech(ctx, media, duration, wanted, source)
+    outcome.tracks.extend(other_tracks(ctx, ranked, outcome))
+    return finish(ctx, outcome)
 
 
 STAGE = Stage(

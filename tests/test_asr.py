@@ -206,15 +206,21 @@ def test_german_is_detected_recorded_and_transcribed_in_german(
 # -- edge cases -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("with_probe", [False, True], ids=["ffprobe", "probe-stage"])
 def test_no_audio_stream_is_skipped_not_failed(
-    tmp_path: Path, server: MediaServer, model_cache: Path, media_dir: Path
+    tmp_path: Path, server: MediaServer, model_cache: Path, media_dir: Path, with_probe: bool
 ) -> None:
-    clip = make_clip(media_dir / "mute.mp4", duration=2.0, audio=False)
+    clip = media_dir / "mute.mp4"
+    if not clip.exists():
+        make_clip(clip, duration=2.0, audio=False)
     before = asr.STATS.snapshot()["transcriptions"]
     state, _ = run_transcript_job(
-        transcript_settings(tmp_path, model_cache), serve(server, clip, "mute.mp4")
+        transcript_settings(tmp_path, model_cache),
+        serve(server, clip, "mute.mp4"),
+        with_probe=with_probe,
     )
     assert state.status is JobStatus.SUCCEEDED, state.error
+    assert ("probe" in state.stages) is with_probe
     transcript = state.stages["transcript"]
     assert (transcript.status, transcript.detail) == (StageStatus.SKIPPED, "no audio")
     assert asr.STATS.snapshot()["transcriptions"] == before

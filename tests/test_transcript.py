@@ -270,3 +270,25 @@ def test_engine_asr_ignores_the_source_captions(
     state, workspace = run_prepared(settings, spec)
     assert state.status is JobStatus.SUCCEEDED, state.error
     assert stage_result(workspace).data["engine"] == "asr"
+
+
+def test_captions_in_another_language_than_the_job_says_are_subtitles(
+    tmp_path: Path, short_clip: Path, model_cache: Path
+) -> None:
+    """The job says the talk is in German; the source only has English captions (a
+    translation): the transcript is recognised in German, the English track is published as
+    subtitles beside it."""
+    settings = transcript_settings(tmp_path, model_cache)
+    spec = JobSpec(source="https://www.youtube.com/watch?v=abc123", options={"language": "de"})
+    prepared_ingest(settings, short_clip, {"en.vtt": (HUMAN_EN, False)}, spec)
+    _, transcriptions = counters()
+    state, workspace = run_prepared(settings, spec)
+    assert state.status is JobStatus.SUCCEEDED, state.error
+    assert counters()[1] == transcriptions + 1
+    result = stage_result(workspace)
+    assert (result.data["engine"], result.data["language"]) == ("asr", "de")
+    assert result.data["language_source"] == "job"
+    tracks = {(t["lang"], t["automatic"], t["kind"]) for t in result.data["tracks"]}
+    assert tracks == {("de", True, "captions"), ("en", False, "subtitles")}
+    for lang in ("de", "en"):
+        check_rules(check_webvtt((outputs(workspace) / f"{lang}.vtt").read_text()))

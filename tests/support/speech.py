@@ -71,11 +71,14 @@ def transcript_settings(tmp_path: Path, cache: Path, **transcript: object) -> Se
 
 
 def run_transcript_job(
-    settings: Settings, source: str, **options: object
+    settings: Settings, source: str, *, with_probe: bool = False, **options: object
 ) -> tuple[JobState, Workspace]:
-    """Ingest and transcript, for real, with the local executor."""
+    """Ingest (and probe) and transcript, for real, with the local executor."""
+    from pipeline.probe import STAGE as PROBE
+
     spec = JobSpec(source=source, options=dict(options))
-    state = LocalExecutor(settings, dag=Dag.of([INGEST, TRANSCRIPT])).run(spec)
+    stages = [INGEST, PROBE, TRANSCRIPT] if with_probe else [INGEST, TRANSCRIPT]
+    state = LocalExecutor(settings, dag=Dag.of(stages)).run(spec)
     return state, Workspace.for_job(settings.storage.workspace, state.id)
 
 
