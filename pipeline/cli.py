@@ -25,7 +25,7 @@ from pipeline.job import JobSpec, JobState, JobStatus
 from pipeline.settings import Settings, load_settings
 
 # Modules that add subcommands: each defines ``register(subparsers)``.
-COMMAND_MODULES: list[str] = ["workers.cli", "pipeline.cli_models"]
+COMMAND_MODULES: list[str] = ["workers.cli", "pipeline.cli_models", "pipeline.publish.cli"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -116,7 +116,7 @@ def _already_ingested(source: str, settings: Settings) -> bool:
 def cmd_process(args: argparse.Namespace) -> int:
     from pipeline.executor import LocalExecutor
     from pipeline.ingest import expand
-    from pipeline.preview import PreviewPublisher
+    from pipeline.publish.publisher import CardPublisher
 
     settings = _settings_from(args)
     console = Console(stderr=True)
@@ -127,7 +127,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         logs.configure(settings.log.level, settings.log.json_lines)
     results: list[dict[str, Any]] = []
     failures: list[RecastError | None] = []
-    publisher = PreviewPublisher(settings)
+    publisher = CardPublisher(settings)
     for submitted in args.sources:
         try:
             sources = (
@@ -157,6 +157,9 @@ def cmd_process(args: argparse.Namespace) -> int:
             failures.append(failure)
             if failure is not None:
                 _say_error(console, source, failure, args.json)
+    # Webhooks due now get their attempt before we exit; retries wait in the outbox for the
+    # next run (or `recast webhooks deliver`).
+    publisher.drain(settings.publish.webhook_timeout_s + 5)
     if args.json:
         json.dump({"jobs": results}, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")

@@ -75,8 +75,10 @@ def default_dag() -> Dag:
     from pipeline.ingest import STAGE as ingest
     from pipeline.playable import STAGE as playable
     from pipeline.probe import STAGE as probe
+    from pipeline.publish.stage import PUBLISH as publish
+    from pipeline.publish.stage import PUBLISH_PLAYABLE as publish_playable
     from pipeline.thumbnails import STAGE as thumbnails
     from pipeline.transcode import STAGE as transcode
     from pipeline.transcript import STAGE as transcript
 
-    return Dag.of([ingest, probe, playable, transcode, thumbnails, transcript])
+    return Dag.of([ingest, probe, playable, transcode, thumbnails, transcript, publish_playable, publish])
