@@ -268,3 +268,44 @@ def test_republishing_uploads_only_what_changed(media: JobMedia, settings: Setti
     again = run_publish(stage_context(job, settings))
     assert first.data["uploaded"] > 10
     assert again.data["uploaded"] <= 3, "pages may change (times), media does not"
+
+
+def test_the_real_dag_end_to_end(tmp_path: Path) -> None:
+    """``recast process``'s path with the real stages of the default DAG, whichever are built:
+    the card is schema-valid, lists only files that exist, and is as good as the stages allow."""
+    from pipeline.dag import default_dag
+    from tests.support.media import make_speech_clip
+
+    clip = make_speech_clip(
+        tmp_path / "Panel on Europe.mp4", "Welcome to the Munich Security Conference."
+    )
+    settings = make_settings(
+        tmp_path, publish={"gc_grace_s": 0}, transcript={"language": "en", "engine": "auto"}
+    )
+    spec = JobSpec(source=str(clip), event="Munich Security Conference 2026")
+    state = LocalExecutor(settings, publisher=CardPublisher(settings)).run(spec)
+    assert state.status is JobStatus.SUCCEEDED, state.error
+    names = default_dag().names
+    assert {"publish", "publish_playable"} <= set(names)
+    out = Path(settings.storage.output)
+    assert state.card_id is not None
+    data = read_json(out, f"{state.card_id}/card.json")
+    jsonschema.Draft202012Validator(SCHEMA).validate(data)
+    card = Card.model_validate(data)
+    for link in card_links(card):
+        if "://" not in link:
+            assert (out / card.id / link).is_file(), link
+    manifest = Manifest.model_validate(read_json(out, f"{card.id}/manifest.json"))
+    for asset in manifest.assets:
+        assert (out / card.id / asset.path).resolve().is_file(), asset.path
+    assert not (out / card.id / "hls-copy").exists()
+    index = events.read_index(LocalStorage(out), "munich-security-conference-2026")
+    assert index is not None and [e.id for e in index.cards] == [card.id]
+    if "transcode" in names:
+        assert card.status is CardStatus.READY and card.streams.hls
+        assert (out / card.id / "watch.html").is_file()
+    else:
+        assert card.status is CardStatus.PREVIEW, "nothing to play without the transcode stage"
+    if "transcript" in names:
+        assert card.transcript is not None and card.captions
+        assert "munich" in (out / card.id / card.transcript.txt).read_text().lower()
