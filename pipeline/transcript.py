@@ -18,7 +18,8 @@ Recognition: the first audio stream is decoded once to 16 kHz mono (``ffmpeg_too
 else the detected one (recorded). No audio stream: ``skipped: no audio``; silence or music
 only: an empty transcript (and no caption track), not a failure.
 
-Outputs, in ``transcript/captions/`` (published under the same keys):
+Outputs (written by :mod:`pipeline.transcript_outputs`), in ``transcript/captions/``,
+published under the same keys:
 
 - ``<lang>.vtt`` (role ``captions``, ``extra.format = "vtt"``, ``extra.srt`` = its SRT twin),
 - ``<lang>.srt`` (role ``captions``, ``extra.format = "srt"``, ``extra.vtt`` = its VTT twin);
@@ -33,95 +34,32 @@ Result data: ``language``, ``language_source``, ``engine`` ("captions" | "asr"),
 from __future__ import annotations
 
 import wave
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from pipeline import asr, ffmpeg_tools, languages
 from pipeline.captions import CaptionError, SourceCaptions, caption_words, parse_caption_file
 from pipeline.errors import ErrorCode, RecastError
-from pipeline.fsutil import atomic_write_bytes, atomic_write_json
 from pipeline.ingest import load_info
 from pipeline.job import StageStatus
 from pipeline.models import resolve_model
-from pipeline.settings import TranscriptSettings
 from pipeline.source import SourceInfo, SubtitleTrack
-from pipeline.stage import AssetRole, OutputAsset, Queue, Stage, StageContext, StageResult
-from pipeline.subtitles import CueRules, build_cues, to_srt, to_vtt
-from pipeline.timedtext import (
-    Cue,
-    TranscriptDocument,
-    TranscriptSegment,
-    TranscriptWord,
-    Word,
+from pipeline.stage import Queue, Stage, StageContext, StageResult
+from pipeline.subtitles import build_cues
+from pipeline.timedtext import TranscriptSegment
+from pipeline.transcript_outputs import (
+    LanguageSource,
+    Outcome,
+    Track,
+    finish,
+    rules,
+    segments_from_cues,
+    transcript_word,
 )
-from pipeline.transcript_text import opening, transcript_text
 
-CAPTIONS_DIR = "captions"
-OPENING_CHARS = 300
 UNDETERMINED = "und"
-LanguageSource = Literal["job", "settings", "detected", "captions", "none"]
-
-
-@dataclass
-class Track:
-    lang: str
-    automatic: bool
-    cues: list[Cue]
-    kind: str = "captions"
-
-
-@dataclass
-class Outcome:
-    engine: Literal["captions", "asr"]
-    language: str | None
-    language_source: LanguageSource
-    automatic: bool
-    word_timing: Literal["recognised", "source", "interpolated", "none"]
-    segments: list[TranscriptSegment]
-    tracks: list[Track] = field(default_factory=list)
-    model: str | None = None
-    language_probability: float | None = None
-    caption_track: str | None = None
-    duration: float | None = None
-
-
-def rules(settings: TranscriptSettings) -> CueRules:
-    return CueRules(
-        max_line_chars=settings.max_line_chars,
-        max_lines=settings.max_lines,
-        min_s=settings.min_cue_s,
-        max_s=settings.max_cue_s,
-    )
-
-
-def _segments_from_cues(cues: list[Cue], recognised: bool = False) -> list[TranscriptSegment]:
-    segments: list[TranscriptSegment] = []
-    for cue in cues:
-        if cue.noise:
-            continue
-        words = [w for w in cue.words if not w.noise]
-        segments.append(
-            TranscriptSegment(
-                id=len(segments),
-                start=cue.start,
-                end=cue.end,
-                text=cue.text,
-                words=[_transcript_word(w, recognised) for w in words],
-            )
-        )
-    return segments
-
-
-def _transcript_word(word: Word, recognised: bool) -> TranscriptWord:
-    return TranscriptWord(
-        word=word.text.strip(),
-        start=round(word.start, 3),
-        end=round(word.end, 3),
-        confidence=round(word.confidence, 4) if recognised and word.confidence else None,
-    )
 
 
 # -- the language asked for ---------------------------------------------------------------------
@@ -196,7 +134,7 @@ def from_captions(
             language_source="captions",
             automatic=automatic,
             word_timing="source" if parsed.rolling and automatic else "interpolated",
-            segments=_segments_from_cues(cues),
+            segments=segments_from_cues(cues),
             tracks=[Track(lang=lang, automatic=automatic, cues=cues)],
             caption_track=track.file,
         )
@@ -312,7 +250,7 @@ def from_speech(
             end=round(segment.end, 3),
             text=segment.text,
             confidence=round(segment.confidence, 4),
-            words=[_transcript_word(w, recognised=True) for w in segment.words],
+            words=[transcript_word(w, recognised=True) for w in segment.words],
         )
         for index, segment in enumerate(s for s in recognition.segments if not s.noise)
     ]
@@ -327,90 +265,6 @@ def from_speech(
         tracks=[Track(lang=lang or UNDETERMINED, automatic=True, cues=cues)] if cues else [],
         model=resolved.label,
         duration=recognition.duration,
-    )
-
-
-# -- outputs -------------------------------------------------------------------------------------
-
-
-def _write_tracks(ctx: StageContext, outcome: Outcome) -> list[OutputAsset]:
-    assets: list[OutputAsset] = []
-    for track in outcome.tracks:
-        if not track.cues:
-            continue
-        vtt, srt = f"{CAPTIONS_DIR}/{track.lang}.vtt", f"{CAPTIONS_DIR}/{track.lang}.srt"
-        atomic_write_bytes(ctx.out / vtt, to_vtt(track.cues).encode("utf-8"))
-        atomic_write_bytes(ctx.out / srt, to_srt(track.cues).encode("utf-8"))
-        common: dict[str, Any] = {
-            "role": AssetRole.CAPTIONS,
-            "lang": track.lang,
-            "label": languages.label(track.lang),
-            "automatic": track.automatic,
-        }
-        assets.append(
-            OutputAsset(
-                file=vtt, key=vtt, extra={"format": "vtt", "srt": srt, "kind": track.kind}, **common
-            )
-        )
-        assets.append(OutputAsset(file=srt, key=srt, extra={"format": "srt", "vtt": vtt}, **common))
-    return assets
-
-
-def finish(ctx: StageContext, outcome: Outcome) -> StageResult:
-    (ctx.out / CAPTIONS_DIR).mkdir(parents=True, exist_ok=True)
-    assets = _write_tracks(ctx, outcome)
-    text = transcript_text(outcome.segments)
-    document = TranscriptDocument(
-        language=outcome.language,
-        language_probability=outcome.language_probability,
-        language_source=outcome.language_source,
-        engine=outcome.engine,
-        model=outcome.model,
-        automatic=outcome.automatic,
-        caption_track=outcome.caption_track,
-        word_timing=outcome.word_timing,
-        duration=outcome.duration,
-        text=" ".join(text.split()),
-        segments=outcome.segments,
-    )
-    txt, doc = f"{CAPTIONS_DIR}/transcript.txt", f"{CAPTIONS_DIR}/transcript.json"
-    atomic_write_bytes(ctx.out / txt, text.encode("utf-8"))
-    atomic_write_json(ctx.out / doc, document.model_dump(mode="json"))
-    word_count = len(document.text.split())
-    assets.append(
-        OutputAsset(
-            file=txt,
-            key=txt,
-            role=AssetRole.TRANSCRIPT_TXT,
-            lang=outcome.language,
-            extra={"words": word_count},
-        )
-    )
-    assets.append(
-        OutputAsset(file=doc, key=doc, role=AssetRole.TRANSCRIPT_JSON, lang=outcome.language)
-    )
-    length = max(OPENING_CHARS, ctx.settings.card.excerpt_length + 100)
-    detail = f"{outcome.engine}: {word_count} words" + (
-        f" ({outcome.language})" if outcome.language else ""
-    )
-    return StageResult.done(
-        ctx.out,
-        detail=detail,
-        assets=assets,
-        language=outcome.language,
-        language_source=outcome.language_source,
-        language_probability=outcome.language_probability,
-        engine=outcome.engine,
-        model=outcome.model,
-        automatic=outcome.automatic,
-        opening=opening(document.text, length),
-        word_count=word_count,
-        tracks=[
-            {"lang": a.lang, "label": a.label, "automatic": a.automatic, "vtt": a.key, **a.extra}
-            for a in assets
-            if a.role is AssetRole.CAPTIONS and a.extra.get("format") == "vtt"
-        ],
-        warnings=list(ctx.warnings),
     )
 
 
