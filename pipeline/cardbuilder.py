@@ -129,37 +129,7 @@ def build_card(
 
 
 def video_jsonld(card: Card) -> dict[str, Any]:
-    """schema.org VideoObject for the card."""
-    data: dict[str, Any] = {
-        "@context": "https://schema.org",
-        "@type": "VideoObject",
-        "name": card.title,
-        "description": card.description or card.excerpt or card.title,
-        "url": card.link.href,
-    }
-    if card.poster is not None:
-        data["thumbnailUrl"] = [source.src for source in card.poster.sources] or [card.poster.src]
-    if card.source.published:
-        data["uploadDate"] = card.source.published
-    if card.duration is not None:
-        data["duration"] = card.duration.iso8601
-    if card.streams.hls:
-        data["contentUrl"] = card.streams.hls
-    elif card.streams.mp4:
-        data["contentUrl"] = card.streams.mp4[0].src
-    if card.language:
-        data["inLanguage"] = card.language
-    if card.source.uploader:
-        data["publisher"] = {"@type": "Organization", "name": card.source.uploader}
-    if card.chapters:
-        data["hasPart"] = [
-            {
-                "@type": "Clip",
-                "name": chapter.title,
-                "startOffset": round(chapter.start),
-                **({"endOffset": round(chapter.end)} if chapter.end is not None else {}),
-                "url": f"{card.link.href}#t={round(chapter.start)}",
-            }
-            for chapter in card.chapters
-        ]
-    return data
+    """schema.org VideoObject for the card (one implementation: pipeline.publish.jsonld)."""
+    from pipeline.publish.jsonld import video_jsonld as build
+
+    return build(card)
