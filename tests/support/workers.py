@@ -288,3 +288,58 @@ def processes_matching(text: str) -> list[str]:
         if text in command:
             found.append(command)
     return found
+
+
+SHIMS = ROOT / "tests" / "support" / "bin"
+ALL_QUEUES = "ingest,transcode,media,asr,publish"
+
+
+def celery_test_settings(redis_url: str, **overrides: Any) -> dict[str, Any]:
+    """Crash recovery in seconds instead of minutes, for tests."""
+    return {
+        "redis_url": redis_url,
+        "broker_url": redis_url,
+        "result_backend": redis_url,
+        "heartbeat_s": 0.5,
+        "reaper_stale_s": 3.0,
+        "reaper_interval_s": 0.5,
+        "cancel_poll_s": 0.2,
+        "time_limit_base_s": 120.0,
+        "max_time_limit_s": 600.0,
+        "visibility_timeout_s": 900.0,
+        "progress_interval_s": 0.2,
+        "redis_outage_s": 60.0,
+        "max_worker_lost_attempts": 2,
+        **overrides,
+    }
+
+
+def tiny_sections() -> dict[str, dict[str, Any]]:
+    """Settings that keep every stage of the DAG cheap on tiny clips."""
+    sections: dict[str, dict[str, Any]] = {"transcript": {"engine": "captions"}}
+    if "media" in Settings.model_fields:
+        sections["media"] = {
+            "ladder": [{"height": 90, "bitrate_kbps": 120, "peak_kbps": 180}],
+            "preset": "ultrafast",
+            "mp4_height": 90,
+            "audio_bitrate_kbps": 48,
+            "thumbnails": {
+                "poster_widths": [160],
+                "poster_candidates": 3,
+                "square_size": 64,
+                "storyboard_tile_width": 32,
+                "storyboard_target_tiles": 4,
+                "preview_duration_s": 1.0,
+                "preview_width": 64,
+                "preview_fps": 4,
+            },
+        }
+    return sections
+
+
+def shim_env(slow_file: Path) -> dict[str, str]:
+    return {
+        "RECAST_FFMPEG_BINARY": str(SHIMS / "ffmpeg-shim"),
+        "RECAST_FFPROBE_BINARY": str(SHIMS / "ffprobe-shim"),
+        "RECAST_TEST_SLOW_FILE": str(slow_file),
+    }
