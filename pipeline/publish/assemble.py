@@ -44,7 +44,7 @@ from pipeline.publish.paragraphs import transcript_paragraphs
 from pipeline.publish.static import StaticFile
 from pipeline.settings import Settings
 from pipeline.source import SourceInfo
-from pipeline.stage import AssetRole, OutputAsset, StageResult
+from pipeline.stage import AssetRole, FileRecord, OutputAsset, StageResult
 from pipeline.storage import Storage
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "card.schema.json"
@@ -85,6 +85,8 @@ class PlannedFile:
     width: int | None = None
     height: int | None = None
     duration: float | None = None
+    sha256: str | None = None
+    """Known already (the stage's result records it), so the file need not be read again."""
 
     def content(self) -> bytes:
         if self.data is not None:
@@ -99,7 +101,8 @@ class PlannedFile:
             size, digest = len(self.data), hashlib.sha256(self.data).hexdigest()
         else:
             assert self.file is not None
-            size, digest = self.file.stat().st_size, sha256_file(self.file)
+            size = self.file.stat().st_size
+            digest = self.sha256 or sha256_file(self.file)
         return Asset(
             path=self.key,
             type=content_type(self.key),
@@ -127,6 +130,7 @@ class _Context:
     settings: Settings
     card_id: str
     files: list[PlannedFile] = field(default_factory=list)
+    records: dict[str, dict[str, FileRecord]] = field(default_factory=dict)
 
     def url(self, key: str) -> str:
         """A link to ``<id>/<key>`` as written in card.json (and the pages beside it)."""
@@ -139,6 +143,10 @@ class _Context:
                 ErrorCode.INTERNAL,
                 f"The {output.name} stage lists {asset.file} for publication but it is missing.",
             )
+        if output.name not in self.records:
+            self.records[output.name] = {r.path: r for r in output.result.files}
+        record = self.records[output.name].get(asset.file)
+        known = record.sha256 if record and record.size == file.stat().st_size else None
         self.files.append(
             PlannedFile(
                 key=asset.key,
@@ -147,6 +155,7 @@ class _Context:
                 width=asset.width,
                 height=asset.height,
                 duration=asset.duration,
+                sha256=known,
             )
         )
         return self.url(asset.key)

@@ -135,14 +135,15 @@ def _write(storage: Storage, publication: Publication, now: datetime) -> int:
     publish_static(storage, {item.name: item for item in publication.static})
     previous = read_manifest(storage, card.id)
     known = {a.path: a.sha256 for a in previous.assets} if previous else {}
+    present = set(storage.list(f"{card.id}/")) if known else set()
     manifest = Manifest(id=card.id, status=str(card.status), updated=now)
     uploaded = 0
     for item in sorted(publication.files, key=upload_order):
         asset = item.describe()
         manifest.assets.append(asset)
         key = f"{card.id}/{item.key}"
-        if known.get(item.key) == asset.sha256 and storage.exists(key):
-            continue
+        if known.get(item.key) == asset.sha256 and key in present:
+            continue  # the same bytes are there already
         if item.file is not None:
             storage.put_file(key, item.file, upload_type(key))
         else:

@@ -76,11 +76,11 @@ def _ffmpeg_hls(source: Path, directory: Path, master: str = "master.m3u8") -> N
 class JobMedia:
     """Real media files for a job, made once into ``root``."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, duration: float = DURATION):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.clip = make_clip(
-            root / "clip.mp4", duration=DURATION, extra=("-movflags", "+faststart")
+            root / "clip.mp4", duration=duration, extra=("-movflags", "+faststart")
         )
         self.thumbnail = root / "thumbnail.jpg"
         run_ffmpeg("-ss", "1", "-i", str(self.clip), "-frames:v", "1", str(self.thumbnail))
