@@ -309,3 +309,11 @@ def test_the_real_dag_end_to_end(tmp_path: Path) -> None:
     if "transcript" in names:
         assert card.transcript is not None and card.captions
         assert "munich" in (out / card.id / card.transcript.txt).read_text().lower()
+
+
+def test_committed_schema_is_the_generated_one() -> None:
+    from pipeline.card import card_json_schema_text
+
+    assert (ROOT / "docs" / "card.schema.json").read_text() == card_json_schema_text(), (
+        "regenerate with: recast schema > docs/card.schema.json"
+    )

@@ -362,8 +362,13 @@ def _gather_captions(
         if asset.key.lower().endswith(".srt"):
             srt[ident] = url
             continue
+        kind = asset.extra.get("kind")
         tracks[ident] = CaptionTrack(
-            lang=ident[0], label=_caption_label(asset), automatic=ident[1], src=url
+            lang=ident[0],
+            label=_caption_label(asset),
+            kind=kind if kind in ("captions", "subtitles") else "captions",
+            automatic=ident[1],
+            src=url,
         )
         parts.caption_files.setdefault(ident[0], output.directory / asset.file)
     for ident, track in tracks.items():
