@@ -130,6 +130,9 @@ class Graph:
     audio: Sequence[Filter] = ()
     audio_branches: Sequence[Sequence[Filter]] = ()
     global_args: Sequence[str] = ()
+    cascade: bool = False
+    """Feed each video branch from the one before it (not from the common chain): a ladder of
+    ever smaller scalers does each scale from the previous rung, which costs less."""
 
 
 def _chain(stream: Any, filters: Sequence[Filter]) -> Any:
@@ -139,9 +142,24 @@ def _chain(stream: Any, filters: Sequence[Filter]) -> Any:
 
 
 def _branches(
-    stream: Any, common: Sequence[Filter], branches: Sequence[Sequence[Filter]], split: str
+    stream: Any,
+    common: Sequence[Filter],
+    branches: Sequence[Sequence[Filter]],
+    split: str,
+    cascade: bool = False,
 ) -> list[Any]:
     stream = _chain(stream, common)
+    if cascade and len(branches) > 1:
+        outputs = []
+        for number, chain in enumerate(branches):
+            stream = _chain(stream, chain)
+            if number == len(branches) - 1:
+                outputs.append(stream)
+            else:
+                parts = stream.filter_multi_output(split, 2)
+                outputs.append(parts[0])
+                stream = parts[1]
+        return outputs
     if len(branches) <= 1:
         return [_chain(stream, branches[0] if branches else ())]
     parts = stream.filter_multi_output(split, len(branches))
@@ -160,7 +178,9 @@ def graph_args(graph: Graph) -> list[str]:
     uses_video = any(_indexes(o.video) for o in graph.outputs)
     uses_audio = any(_indexes(o.audio) for o in graph.outputs)
     video = (
-        _branches(source[graph.video_stream], graph.video, graph.video_branches, "split")
+        _branches(
+            source[graph.video_stream], graph.video, graph.video_branches, "split", graph.cascade
+        )
         if uses_video
         else []
     )

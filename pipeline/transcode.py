@@ -228,9 +228,10 @@ def encode_args(
     settings: MediaSettings,
     loudness: Loudness | None,
 ) -> list[str]:
-    """The argument list of the one ffmpeg pass: decode once, split, encode every rung, and
-    write every rendition through one HLS muxer (``var_stream_map``), so that all renditions
-    share one timeline (the B-frame delay shifts audio and video alike)."""
+    """The argument list of the one ffmpeg pass: decode once, scale in a cascade (each rung
+    from the one above it: less work than scaling every rung from the source), encode every
+    rung, and write every rendition through one HLS muxer (``var_stream_map``), so that all
+    renditions share one timeline (the B-frame delay shifts audio and video alike)."""
     options: dict[str, Any] = {}
     stream_map = [f"v:{n},name:{r.name}" for n, r in enumerate(plan.ladder)]
     if plan.ladder:
@@ -263,6 +264,7 @@ def encode_args(
         ],
         audio=audio_filters(settings, loudness) if plan.audio else (),
         outputs=[output],
+        cascade=True,
     )
     return ffmpeg_tools.graph_args(graph)
 
