@@ -81,4 +81,6 @@ def default_dag() -> Dag:
     from pipeline.transcode import STAGE as transcode
     from pipeline.transcript import STAGE as transcript
 
-    return Dag.of([ingest, probe, playable, transcode, thumbnails, transcript, publish_playable, publish])
+    return Dag.of(
+        [ingest, probe, playable, transcode, thumbnails, transcript, publish_playable, publish]
+    )
