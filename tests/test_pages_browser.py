@@ -182,3 +182,55 @@ def test_card_renders_at_the_posters_size_with_nothing_broken(
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator("article").screenshot(path=str(ARTIFACTS / "card.png"))
     assert problems == []
+
+
+@pytest.fixture(scope="module")
+def real_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MediaServer, Card]]:
+    """The output of the real default DAG (ingest, probe, playable, transcode, thumbnails,
+    transcript, publish) on a spoken clip."""
+    from pipeline.executor import LocalExecutor
+    from pipeline.job import JobSpec, JobStatus
+    from pipeline.publish.publisher import CardPublisher
+    from tests.support.media import make_speech_clip
+
+    tmp = tmp_path_factory.mktemp("real-dag")
+    clip = make_speech_clip(tmp / "talk.mp4", "Welcome to the Munich Security Conference.")
+    settings = make_settings(tmp, publish={"gc_grace_s": 0}, transcript={"language": "en"})
+    state = LocalExecutor(settings, publisher=CardPublisher(settings)).run(
+        JobSpec(source=str(clip))
+    )
+    webhooks.stop_dispatchers()
+    assert state.status is JobStatus.SUCCEEDED, state.error
+    out = Path(settings.storage.output)
+    card = Card.model_validate_json((out / f"{state.card_id}/card.json").read_text())
+    with MediaServer(out) as server:
+        yield server, card
+
+
+def test_the_real_stages_output_plays_in_the_watch_page(
+    real_site: tuple[MediaServer, Card], browser: BrowserContext
+) -> None:
+    server, card = real_site
+    if card.streams.hls is None:
+        pytest.fail("the default DAG published nothing playable")
+    page, problems = open_page(browser, server.url(f"{card.id}/watch.html"))
+    page.wait_for_function("document.documentElement.dataset.player === 'hls.js'", timeout=10000)
+    page.evaluate("() => { const v = document.querySelector('video'); v.muted = true; }")
+    page.evaluate("() => document.querySelector('video').play()")
+    page.wait_for_function("document.querySelector('video').currentTime > 1.0", timeout=15000)
+    page.wait_for_function(
+        """() => { const t = document.querySelector('video').textTracks[0];
+                   return t && t.cues && t.cues.length > 0; }""",
+        timeout=10000,
+    )
+    page.evaluate("() => document.querySelector('video').pause()")
+    page.wait_for_function(
+        "Number(document.querySelector('[data-recast-scrubber]').dataset.storyboardTiles) > 0"
+    )
+    box = page.locator("[data-recast-scrubber]").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+    preview = page.locator("[data-recast-storyboard]")
+    preview.wait_for(state="visible", timeout=5000)
+    assert "#xywh=" in (preview.get_attribute("data-tile") or "")
+    assert problems == []

@@ -329,8 +329,10 @@ def gather(
         parts.downloads.append(html.Download("Audio", parts.streams.audio))
     for output, asset in by_role.pop(AssetRole.STORYBOARD_VTT, []):
         parts.storyboard = ctx.add(output, asset)
-    for output, asset in by_role.pop(AssetRole.PREVIEW_CLIP, []):
-        parts.preview_clip = ctx.add(output, asset)
+    clips = [ctx.add(output, asset) for output, asset in by_role.pop(AssetRole.PREVIEW_CLIP, [])]
+    mp4_clips = [url for url in clips if content_type(url) == "video/mp4"]
+    if clips:
+        parts.preview_clip = (mp4_clips or clips)[0]  # MP4 plays everywhere
     _gather_captions(ctx, parts, by_role.pop(AssetRole.CAPTIONS, []))
     txt = by_role.pop(AssetRole.TRANSCRIPT_TXT, [])
     doc = by_role.pop(AssetRole.TRANSCRIPT_JSON, [])
