@@ -37,6 +37,7 @@ from pipeline.transcode import transcode
 from pipeline.workspace import Workspace
 from tests.conftest import make_settings
 
+HDR10 = ("-pix_fmt", "yuv420p10le", "-color_trc", "smpte2084", "-color_primaries", "bt2020")
 VP9 = ("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8")
 TINY_LADDER = [
     {"height": 180, "bitrate_kbps": 300, "peak_kbps": 450},
@@ -399,10 +400,7 @@ def test_rendition_sizes_for_odd_shapes(
         ("50 fps capped at 30", {"rate": "50"}, 25),
         (
             "HDR10",
-            {
-                "extra": ("-pix_fmt", "yuv420p10le", "-color_trc", "smpte2084")
-                + ("-color_primaries", "bt2020", "-colorspace", "bt2020nc")
-            },
+            {"extra": HDR10},
             25,
         ),
     ],
