@@ -307,6 +307,34 @@ class MediaSettings(Section):
         return self.timeout_base_s + self.timeout_factor * max(0.0, duration_s or 0.0)
 
 
+class OpsSettings(Section):
+    """Operations (docs/ops.md): alert thresholds, metrics history, per-stage job logs."""
+
+    max_wait_s: float = Field(900, gt=0)
+    """Alert when the oldest stage waiting in a queue has waited longer than this."""
+    blocked_burst: int = Field(5, ge=1)
+    """Alert when this many stages failed with source.blocked within blocked_window_s."""
+    blocked_window_s: float = Field(600, gt=0)
+    min_free_disk_gb: float = Field(5.0, ge=0)
+    """Alert when a workspace disk (the API's or a worker's) has less free space than this..."""
+    min_free_disk_ratio: float = Field(0.05, ge=0, le=1)
+    """...or less than this fraction of the disk free."""
+    sample_interval_s: float = Field(15, gt=0)
+    """Queue depth and finished-job counters are sampled this often (throughput, charts)."""
+    history_s: float = Field(86400, gt=0)
+    """Samples older than this are dropped."""
+    worker_report_s: float = Field(10, gt=0)
+    """Workers report their concurrency and workspace disk this often."""
+    job_log_lines: int = Field(400, ge=10, le=100_000)
+    """Lines kept per stage in a job's log (ffmpeg's and yt-dlp's output included): the tail."""
+    job_log_line_chars: int = Field(2000, ge=80, le=100_000)
+    job_log_ttl_s: int = Field(7 * 86400, ge=60)
+    failures_shown: int = Field(10, ge=1, le=200)
+    """The last failures listed by recast status and the jobs board."""
+    board_refresh_s: float = Field(2.0, gt=0)
+    """How often the jobs board polls for changes."""
+
+
 class Settings(BaseSettings):
     """Every setting Recast reads. Build it with :func:`load_settings`."""
 
@@ -327,6 +355,7 @@ class Settings(BaseSettings):
     celery: CelerySettings = CelerySettings()
     api: ApiSettings = ApiSettings()
     media: MediaSettings = MediaSettings()
+    ops: OpsSettings = OpsSettings()
 
     @classmethod
     def settings_customise_sources(
