@@ -17,8 +17,10 @@ Failures come out as :class:`~pipeline.errors.RecastError`, never as tracebacks.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -39,6 +41,9 @@ FFMPEG = os.environ.get("RECAST_FFMPEG_BINARY", "ffmpeg")
 FFPROBE = os.environ.get("RECAST_FFPROBE_BINARY", "ffprobe")
 
 ProgressCallback = Callable[[float], None]
+
+_tool_log = logging.getLogger("recast.tool.ffmpeg")
+"""ffmpeg's own stderr, line by line, at DEBUG (a job's log keeps it; see pipeline.logs)."""
 
 
 def probe(path: Path, timeout_s: float = 60.0) -> dict[str, Any]:
@@ -271,9 +276,19 @@ def run(
     )
     progress = _Progress()
     stderr_tail: deque[str] = deque(maxlen=max(3, log_lines))
+    # The readers run in copies of the caller's context: ffmpeg's lines carry the job's log
+    # context (job id, stage, task id) into the job's log.
     readers = [
-        threading.Thread(target=_read_progress, args=(process, progress, on_progress), daemon=True),
-        threading.Thread(target=_read_stderr, args=(process, stderr_tail), daemon=True),
+        threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(_read_progress, process, progress, on_progress),
+            daemon=True,
+        ),
+        threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(_read_stderr, process, stderr_tail),
+            daemon=True,
+        ),
     ]
     for reader in readers:
         reader.start()
@@ -341,7 +356,10 @@ def _read_progress(
 def _read_stderr(process: subprocess.Popen[bytes], tail: deque[str]) -> None:
     assert process.stderr is not None
     for raw in process.stderr:
-        tail.append(raw.decode("utf-8", "replace").rstrip())
+        line = raw.decode("utf-8", "replace").rstrip()
+        tail.append(line)
+        if line:
+            _tool_log.debug("%s", line)  # into the job's log (pipeline.joblog), bounded there
 
 
 SPEECH_SAMPLE_RATE = 16_000
