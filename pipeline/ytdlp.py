@@ -11,6 +11,7 @@ option Recast sets, small fetch helpers, and the classification of yt-dlp failur
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,8 @@ from pipeline.errors import ErrorCode, RecastError
 from pipeline.settings import IngestSettings
 from pipeline.stage import StageContext
 from pipeline.urlpolicy import UrlPolicy
+
+_tool_log = logging.getLogger("recast.tool.ytdlp")
 
 # -- connection guard --------------------------------------------------------------------------
 # yt-dlp's urllib handler opens every socket through this module-level function; wrapping it
@@ -189,14 +192,18 @@ def classify(
 
 
 class _QuietLogger:
+    """yt-dlp's messages: its chatter goes to ``recast.tool.ytdlp`` at DEBUG (the job's log
+    keeps it, pipeline.joblog), warnings and errors to the stage's log."""
+
     def __init__(self, ctx: StageContext | None):
         self.ctx = ctx
 
     def debug(self, msg: str) -> None:
-        pass
+        if self.ctx is not None:
+            _tool_log.debug("%s", msg, extra={"job_id": self.ctx.job_id, "stage": self.ctx.stage})
 
     def info(self, msg: str) -> None:
-        pass
+        self.debug(msg)
 
     def warning(self, msg: str) -> None:
         if self.ctx is not None:
