@@ -12,6 +12,7 @@ from celery import Celery
 
 from pipeline.dag import Dag, default_dag
 from pipeline.settings import Settings, default_settings
+from workers import observe
 from workers.config import celery_config
 from workers.tasks import register_tasks
 
@@ -24,6 +25,7 @@ def create_celery(settings: Settings | None = None, dag: Dag | None = None) -> C
     app = Celery("recast", set_as_current=False)
     app.conf.update(celery_config(settings, dag))
     register_tasks(app, dag)
+    observe.connect()  # JSON logs with job context, job logs, ops figures (issue 7)
     return app
 
 
