@@ -317,6 +317,8 @@ def celery_test_settings(redis_url: str, **overrides: Any) -> dict[str, Any]:
 def tiny_sections() -> dict[str, dict[str, Any]]:
     """Settings that keep every stage of the DAG cheap on tiny clips."""
     sections: dict[str, dict[str, Any]] = {"transcript": {"engine": "captions"}}
+    if "gc_grace_s" in Settings.model_fields["publish"].annotation.model_fields:  # type: ignore[union-attr]
+        sections["publish"] = {"gc_grace_s": 0.0}
     if "media" in Settings.model_fields:
         sections["media"] = {
             "ladder": [{"height": 90, "bitrate_kbps": 120, "peak_kbps": 180}],
