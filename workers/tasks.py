@@ -24,10 +24,10 @@ def _stage_task(stage: str) -> Callable[..., str]:
 
 
 def register_tasks(app: Celery, dag: Dag) -> dict[str, Any]:
-    """One task per stage, routed to the stage's queue."""
+    """One task per stage; ``task_routes`` (workers.config) sends each to its stage's queue."""
     return {
-        stage.name: app.task(
-            name=task_name(stage.name), bind=True, acks_late=True, queue=stage.queue.value
-        )(_stage_task(stage.name))
+        stage.name: app.task(name=task_name(stage.name), bind=True, acks_late=True)(
+            _stage_task(stage.name)
+        )
         for stage in dag
     }
