@@ -1,0 +1,219 @@
+"""The jobs board: a page the API serves for producers and ops (server-rendered, no build step).
+
+``GET /board`` renders the page (templates ``pipeline/templates/board*.html``): jobs with a
+progress bar per stage, filters by state and event, each failure's code, message and the tail
+of its stage's log (ffmpeg's or yt-dlp's output among it, from ``pipeline.joblog``), the
+queues and alerts, and a chart (inline SVG) of throughput and queue depth over the last hour.
+The page polls ``GET /board/fragments`` every ``ops.board_refresh_s`` and swaps the parts it
+gets back, rendered by the same templates, so progress moves without a reload.
+
+Reading is open, like /metrics and /healthz. Retry and cancel call the producer API
+(``POST /v1/jobs/{id}/retry|cancel``) with the bearer token the page asks for and keeps in the
+browser's local storage; without a valid token the API refuses (401) and the page says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import HTMLResponse, JSONResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from pipeline.errors import ErrorCode, RecastError
+from pipeline.job import JobStatus
+from pipeline.joblog import read_tails, render_line
+from pipeline.opshistory import Sample
+from pipeline.opsview import JobLine, OpsView, Snapshot
+from pipeline.stage import Queue
+from workers.api.models import JOB_ID_PATTERN, SLUG_PATTERN
+
+TAIL_LINES = 30
+JOBS_SHOWN = 100
+CHART_WINDOW_S = 3600.0
+CHART_WIDTH, CHART_HEIGHT = 640, 140
+ACTIONS = {
+    JobStatus.QUEUED: ("cancel",),
+    JobStatus.RUNNING: ("cancel",),
+    JobStatus.FAILED: ("retry",),
+    JobStatus.CANCELLED: ("retry",),
+    JobStatus.SUCCEEDED: (),
+}
+
+
+@dataclass
+class BoardJob:
+    line: JobLine
+    actions: tuple[str, ...]
+    tail: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Chart:
+    """The board's chart: throughput (jobs finished per minute) and stages waiting."""
+
+    throughput: str
+    depth: str
+    max_throughput: float
+    max_depth: int
+    start: str
+    end: str
+    points: int
+
+
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("pipeline", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["clock"] = _clock
+    return env
+
+
+def _clock(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%H:%M:%S") if value is not None else ""
+
+
+def chart(samples: list[Sample], width: int = CHART_WIDTH, height: int = CHART_HEIGHT) -> Chart:
+    samples = sorted(samples, key=lambda s: s.time)
+    rates: list[tuple[float, float]] = []
+    depths: list[tuple[float, int]] = []
+    for before, after in pairwise(samples):
+        span = after.time - before.time
+        done = sum(max(0, after.finished(k) - before.finished(k)) for k in _FINISHED)
+        if span > 0:
+            rates.append((after.time, done / span * 60))
+    for sample in samples:
+        depths.append((sample.time, sum(sample.depth.values())))
+    if not samples:
+        return Chart("", "", 0.0, 0, "", "", 0)
+    start, end = samples[0].time, max(samples[-1].time, samples[0].time + 1)
+    top_rate = max([r for _, r in rates] + [1.0])
+    top_depth = max([d for _, d in depths] + [1])
+
+    def points(series: list[tuple[float, Any]], top: float) -> str:
+        return " ".join(
+            f"{(t - start) / (end - start) * width:.1f},{height - v / top * (height - 8):.1f}"
+            for t, v in series
+        )
+
+    stamp = [datetime.fromtimestamp(t, UTC).strftime("%H:%M") for t in (start, end)]
+    return Chart(
+        throughput=points(rates, top_rate),
+        depth=points(depths, top_depth),
+        max_throughput=round(top_rate, 1),
+        max_depth=top_depth,
+        start=stamp[0],
+        end=stamp[1],
+        points=len(samples),
+    )
+
+
+_FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def board_jobs(
+    view: OpsView, status: JobStatus | None, event: str | None, limit: int = JOBS_SHOWN
+) -> list[BoardJob]:
+    """The jobs to show, newest first, with the log tail of each failed stage."""
+    page = view.store.list_jobs(status=status, event=event, limit=limit)
+    jobs = [BoardJob(JobLine.of(r), ACTIONS[r.state.status]) for r in page.jobs]
+    wanted = [(j.line.id, j.line.failed_stage) for j in jobs if j.line.failed_stage]
+    tails = read_tails(view.redis, view.store.prefix, wanted, TAIL_LINES)
+    for job in jobs:
+        if job.line.failed_stage:
+            raw = tails.get((job.line.id, job.line.failed_stage), [])
+            job.tail = [render_line(line) for line in raw]
+    return jobs
+
+
+def known_events(view: OpsView, limit: int = 200) -> list[str]:
+    prefix = view.store.key("jobs", "event", "")
+    slugs = {
+        (k.decode() if isinstance(k, bytes) else str(k)).removeprefix(prefix)
+        for k in view.redis.scan_iter(match=prefix + "*", count=500)
+    }
+    return sorted(slugs)[:limit]
+
+
+def router(view: Callable[[], OpsView]) -> APIRouter:
+    env = environment()
+    routes = APIRouter(include_in_schema=False)
+
+    def parts(
+        status: JobStatus | None, event: str | None
+    ) -> tuple[Snapshot, list[BoardJob], Chart]:
+        current = view()
+        snapshot = current.snapshot()
+        if not snapshot.redis:
+            raise RecastError(ErrorCode.SERVICE_UNAVAILABLE, "Redis is unreachable.")
+        jobs = board_jobs(current, status, event)
+        return snapshot, jobs, chart(current.samples(CHART_WINDOW_S))
+
+    def context(snapshot: Snapshot, jobs: list[BoardJob], drawn: Chart) -> dict[str, Any]:
+        return {
+            "snapshot": snapshot,
+            "jobs": jobs,
+            "chart": drawn,
+            "stages": list(view().dag.names),
+            "queues": [q.value for q in Queue],
+            "updated": _clock(snapshot.time),
+        }
+
+    @routes.get("/board", response_class=HTMLResponse)
+    def board(
+        state: JobStatus | None = None,
+        event: Annotated[str | None, Query(pattern=SLUG_PATTERN)] = None,
+    ) -> HTMLResponse:
+        snapshot, jobs, drawn = parts(state, event)
+        page = env.get_template("board.html").render(
+            **context(snapshot, jobs, drawn),
+            states=[s.value for s in JobStatus],
+            events=known_events(view()),
+            selected_state=state.value if state else "",
+            selected_event=event or "",
+            refresh_ms=int(view().settings.ops.board_refresh_s * 1000),
+        )
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    @routes.get("/board/fragments")
+    def fragments(
+        state: Annotated[JobStatus | None, Query()] = None,
+        event: Annotated[str | None, Query(pattern=SLUG_PATTERN)] = None,
+    ) -> JSONResponse:
+        """The page's changing parts, rendered: rows, summary, chart."""
+        snapshot, jobs, drawn = parts(state, event)
+        values = context(snapshot, jobs, drawn)
+        return JSONResponse(
+            {
+                "rows": env.get_template("board_rows.html").render(**values),
+                "summary": env.get_template("board_summary.html").render(**values),
+                "chart": env.get_template("board_chart.html").render(**values),
+                "updated": values["updated"],
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @routes.get("/board/jobs/{job_id}/log")
+    def job_log(
+        job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)],
+        lines: Annotated[int, Query(ge=1, le=10_000)] = 200,
+    ) -> JSONResponse:
+        """Every stage's log of a job (JSON lines, oldest first)."""
+        current = view()
+        record = current.store.get(job_id)
+        if record is None:
+            raise RecastError(ErrorCode.REQUEST_NOT_FOUND, f"There is no job {job_id}.")
+        wanted = [(job_id, name) for name in record.state.stages]
+        tails = read_tails(current.redis, current.store.prefix, wanted, lines)
+        return JSONResponse(
+            {"job_id": job_id, "stages": {stage: tails[(job_id, stage)] for _, stage in wanted}}
+        )
+
+    return routes

@@ -1,0 +1,66 @@
+"""The API's ops routes: ``/metrics`` (Prometheus), the jobs board, and /healthz's alerts.
+
+``install(api, settings, store)`` adds them to the producer API (``workers.api.app``) and
+returns an :class:`Ops` whose :meth:`Ops.alerts` /healthz shows. Everything reads Redis at
+request time through one :class:`~pipeline.opsview.OpsView`, so any API replica answers for
+the whole cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+
+from fastapi import FastAPI, Response
+
+from pipeline import logs
+from pipeline.jobstore import JobStore
+from pipeline.opsview import Alert, AlertKind, OpsView
+from pipeline.prometheus import CONTENT_TYPE, render
+from pipeline.settings import Settings
+from workers.api import board
+
+_JOB_PATH = re.compile(r"/v1/jobs/(j[0-9a-f]{20})(?:/|$|\?)")
+
+
+def access_context(record: logging.LogRecord) -> dict[str, str]:
+    """The job id in the path of an access-log line (uvicorn.access), if any."""
+    if record.name != "uvicorn.access" or not isinstance(record.args, tuple):
+        return {}
+    for arg in record.args:
+        match = _JOB_PATH.search(str(arg))
+        if match:
+            return {"job_id": match.group(1)}
+    return {}
+
+
+class Ops:
+    def __init__(self, settings: Settings, store: Callable[[], JobStore]):
+        self.settings = settings
+        self._store = store
+        self._view: OpsView | None = None
+
+    def view(self) -> OpsView:
+        if self._view is None:
+            self._view = OpsView(self.settings, self._store())
+        return self._view
+
+    def alerts(self, redis_ok: bool = True) -> list[Alert]:
+        """Alerts worth a page, for /healthz."""
+        if not redis_ok:
+            return [Alert(kind=AlertKind.REDIS_DOWN, message="Redis is unreachable.")]
+        return self.view().snapshot().alerts
+
+
+def install(api: FastAPI, settings: Settings, store: Callable[[], JobStore]) -> Ops:
+    ops = Ops(settings, store)
+    logs.add_enricher(access_context)
+
+    @api.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """The cluster's metrics in Prometheus' text format."""
+        return Response(render(ops.view()), media_type=CONTENT_TYPE)
+
+    api.include_router(board.router(ops.view))
+    return ops
