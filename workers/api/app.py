@@ -40,6 +40,7 @@ from workers.api.models import (
     SubmitResponse,
     SubmittedJob,
 )
+from workers.api.ops import install as install_ops
 from workers.producer import Producer
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -105,6 +106,7 @@ def create_api(settings: Settings, producer: Producer | None = None) -> FastAPI:
         return current
 
     auth = [Depends(TokenCheck(settings.api.tokens))]
+    ops = install_ops(api, settings, lambda: get_producer().store)  # /metrics, /board (issue 7)
 
     def job_or_404(job_id: str) -> JobView:
         record = get_producer().get(job_id)
@@ -236,7 +238,7 @@ def create_api(settings: Settings, producer: Producer | None = None) -> FastAPI:
                 if queue in queues:
                     queues[queue].append(hostname)
         ok = redis_ok and all(queues.values())
-        body = Health(ok=ok, redis=redis_ok, queues=queues)
+        body = Health(ok=ok, redis=redis_ok, queues=queues, alerts=ops.alerts(redis_ok))
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
     @api.get("/readyz")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from pipeline.job import JobStatus, StageStatus
 from pipeline.jobstore import JobRecord
+from pipeline.opsview import Alert
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 JOB_ID_PATTERN = r"^j[0-9a-f]{20}$"
@@ -154,3 +155,5 @@ class Health(BaseModel):
     ok: bool
     redis: bool
     queues: dict[str, list[str]]
+    alerts: list[Alert] = Field(default_factory=list)
+    """Alerts worth a page (pipeline.opsview): shown, they do not change ``ok``."""
