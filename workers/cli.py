@@ -194,12 +194,14 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not settings.api.tokens:
         raise ConfigError("api.tokens is empty: set at least one bearer token")
-    logs.configure(settings.log.level, settings.log.json_lines)
+    # uvicorn's own loggers too, as JSON lines (log_config=None: uvicorn leaves logging alone)
+    logs.configure(settings.log.level, settings.log.json_lines, root_level=settings.log.level)
     uvicorn.run(
         create_api(settings),
         host=args.host or settings.api.host,
         port=args.port or settings.api.port,
         log_level=settings.log.level.lower(),
+        log_config=None,
     )
     return EXIT_OK
 
