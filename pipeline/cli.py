@@ -25,7 +25,12 @@ from pipeline.job import JobSpec, JobState, JobStatus
 from pipeline.settings import Settings, load_settings
 
 # Modules that add subcommands: each defines ``register(subparsers)``.
-COMMAND_MODULES: list[str] = ["workers.cli", "pipeline.cli_models", "pipeline.publish.cli"]
+COMMAND_MODULES: list[str] = [
+    "workers.cli",
+    "pipeline.cli_models",
+    "pipeline.publish.cli",
+    "pipeline.cli_status",
+]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
