@@ -6,7 +6,8 @@ For producers (talking to Redis and the broker directly, like the API does):
 ``recast retry ID`` (or ``--error CODE`` for every failed job with that code).
 
 For running it: ``recast worker -Q QUEUES`` (a Celery worker, prefork pool) and
-``recast api`` (the producer API under uvicorn).
+``recast api`` (the producer API under uvicorn); ``recast health [--worker NAME]`` for
+container health checks.
 """
 
 from __future__ import annotations
@@ -206,6 +207,22 @@ def cmd_api(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when Redis answers (and, with --worker, that worker has announced itself)."""
+    from pipeline.jobstore import JobStore
+
+    store = JobStore(_settings(args).celery)
+    if not store.ping():
+        sys.stderr.write("Redis is unreachable\n")
+        return EXIT_FAILED
+    live = store.live_workers()
+    if args.worker and args.worker not in live:
+        sys.stderr.write(f"worker {args.worker} has not announced itself\n")
+        return EXIT_FAILED
+    _print_json({"redis": True, "workers": live})
+    return EXIT_OK
+
+
 def _print_json(value: Any) -> None:
     json.dump(value, sys.stdout, ensure_ascii=False, indent=2, default=str)
     sys.stdout.write("\n")
@@ -263,6 +280,10 @@ def register(sub: Any) -> None:
     worker.add_argument("-c", "--concurrency", type=int, help="pool processes")
     worker.add_argument("-n", "--hostname", help="worker name (default queues@host)")
     worker.set_defaults(func=_guard(cmd_worker))
+
+    health = sub.add_parser("health", help="check Redis (and a worker): exit 0 when healthy")
+    health.add_argument("--worker", help="a worker's name, e.g. transcode@host")
+    health.set_defaults(func=_guard(cmd_health))
 
     api = sub.add_parser("api", help="serve the producer API (FastAPI, OpenAPI at /docs)")
     api.add_argument("--host")
