@@ -23,7 +23,7 @@ from pipeline import logs
 from pipeline.coordinator import Coordinator
 from pipeline.errors import ErrorCode, RecastError
 from pipeline.jobstore import JobStore
-from pipeline.preview import PreviewPublisher
+from pipeline.publish.publisher import CardPublisher
 from pipeline.reaper import Reaper, note_reserved
 from pipeline.remote_workspace import RemoteWorkspace, open_workspace_store
 from pipeline.settings import Settings, default_settings
@@ -39,7 +39,7 @@ _lock = threading.RLock()
 
 def make_publisher(settings: Settings) -> Publisher:
     """The early publisher, the same as ``recast process`` uses."""
-    return PreviewPublisher(settings)
+    return CardPublisher(settings)
 
 
 def translate(exc: BaseException) -> RecastError | None:
