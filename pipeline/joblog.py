@@ -36,17 +36,24 @@ def log_key(prefix: str, job_id: str, stage: str) -> str:
 
 
 def cut(entry: dict[str, Any], max_chars: int) -> str:
-    """The entry as one JSON line of at most about ``max_chars`` characters."""
+    """The entry as one JSON line of at most about ``max_chars`` characters: a traceback
+    keeps its end (where the error is), a message its start; ``truncated`` marks the cut."""
     line = json.dumps(entry, ensure_ascii=False)
     if len(line) <= max_chars:
         return line
-    entry = dict(entry)
-    entry.pop("exception", None)
-    message = str(entry.get("message", ""))
-    overflow = len(json.dumps(entry, ensure_ascii=False)) - max_chars
-    keep = max(0, len(message) - overflow - 20)
-    entry["message"] = message[:keep] + " [...]"
-    entry["truncated"] = True
+    entry = {**entry, "truncated": True}
+    for key in ("exception", "message"):
+        for _ in range(4):  # escaping makes the first estimate short now and then
+            value = str(entry.get(key) or "")
+            overflow = len(json.dumps(entry, ensure_ascii=False)) - max_chars
+            if not value or overflow <= 0:
+                break
+            keep = max(0, len(value) - overflow - 8)
+            entry[key] = (
+                f"[...]{value[len(value) - keep :]}"
+                if key == "exception"
+                else (f"{value[:keep]} [...]")
+            )
     return json.dumps(entry, ensure_ascii=False)
 
 

@@ -139,6 +139,7 @@ def configure(
         top = logging.getLogger()
         _replace_console(top, _stream_handler(root_level, json_lines))
         top.setLevel(root_level)
+        logging.captureWarnings(True)  # Python's warnings as log lines too (py.warnings)
 
 
 def attach(handler: logging.Handler, *, tools: bool = True) -> None:

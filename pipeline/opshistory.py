@@ -111,7 +111,7 @@ def throughput(samples: list[Sample], now: Sample, window_s: float, buckets: int
     totals = finished(at(start), now)
     since = max(start, points[0].time) if len(points) > 1 else None
     return Throughput(
-        window_s=window_s, since=_dt(since) if since else None, buckets=result, **totals
+        window_s=window_s, since=_dt(since) if since is not None else None, buckets=result, **totals
     )
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import pairwise
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -27,7 +26,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from pipeline.errors import ErrorCode, RecastError
 from pipeline.job import JobStatus
 from pipeline.joblog import read_tails, render_line
-from pipeline.opshistory import Sample
+from pipeline.opshistory import Sample, throughput
 from pipeline.opsview import JobLine, OpsView, Snapshot
 from pipeline.stage import Queue
 from workers.api.models import JOB_ID_PATTERN, SLUG_PATTERN
@@ -36,6 +35,8 @@ TAIL_LINES = 30
 JOBS_SHOWN = 100
 CHART_WINDOW_S = 3600.0
 CHART_WIDTH, CHART_HEIGHT = 640, 140
+CHART_BUCKETS = 30
+MIN_BUCKET_S = 10.0
 ACTIONS = {
     JobStatus.QUEUED: ("cancel",),
     JobStatus.RUNNING: ("cancel",),
@@ -81,25 +82,27 @@ def _clock(value: datetime | None) -> str:
 
 
 def chart(samples: list[Sample], width: int = CHART_WIDTH, height: int = CHART_HEIGHT) -> Chart:
+    """Equal buckets from the first sample to the last (at most CHART_BUCKETS, none shorter
+    than MIN_BUCKET_S): jobs finished per minute in each, and the stages waiting at its end."""
     samples = sorted(samples, key=lambda s: s.time)
-    rates: list[tuple[float, float]] = []
-    depths: list[tuple[float, int]] = []
-    for before, after in pairwise(samples):
-        span = after.time - before.time
-        done = sum(max(0, after.finished(k) - before.finished(k)) for k in _FINISHED)
-        if span > 0:
-            rates.append((after.time, done / span * 60))
-    for sample in samples:
-        depths.append((sample.time, sum(sample.depth.values())))
-    if not samples:
-        return Chart("", "", 0.0, 0, "", "", 0)
-    start, end = samples[0].time, max(samples[-1].time, samples[0].time + 1)
+    if len(samples) < 2:
+        return Chart("", "", 0.0, 0, "", "", len(samples))
+    start, end = samples[0].time, samples[-1].time
+    span = max(end - start, 1e-3)
+    count = max(1, min(CHART_BUCKETS, int(span // MIN_BUCKET_S)))
+    finished = throughput(samples[:-1], samples[-1], span, count).buckets
+    bucket_s = span / count
+    rates = [(start, 0.0)] + [
+        (b.end.timestamp(), (b.succeeded + b.failed + b.cancelled) / bucket_s * 60)
+        for b in finished
+    ]
+    depths = [(s.time, sum(s.depth.values())) for s in samples]
     top_rate = max([r for _, r in rates] + [1.0])
     top_depth = max([d for _, d in depths] + [1])
 
     def points(series: list[tuple[float, Any]], top: float) -> str:
         return " ".join(
-            f"{(t - start) / (end - start) * width:.1f},{height - v / top * (height - 8):.1f}"
+            f"{(t - start) / span * width:.1f},{height - v / top * (height - 8):.1f}"
             for t, v in series
         )
 

@@ -21,11 +21,12 @@ from pipeline.prometheus import CONTENT_TYPE, render
 from pipeline.settings import Settings
 from workers.api import board
 
-_JOB_PATH = re.compile(r"/v1/jobs/(j[0-9a-f]{20})(?:/|$|\?)")
+_JOB_PATH = re.compile(r"/(j[0-9a-f]{20})(?=[/?\s]|$)")
 
 
 def access_context(record: logging.LogRecord) -> dict[str, str]:
-    """The job id in the path of an access-log line (uvicorn.access), if any."""
+    """The job id in the path of an access-log line (uvicorn.access), if any:
+    ``/v1/jobs/<id>/retry``, ``/board/jobs/<id>/log``."""
     if record.name != "uvicorn.access" or not isinstance(record.args, tuple):
         return {}
     for arg in record.args:
