@@ -74,9 +74,10 @@ class Cluster:
         assert response.status_code == 202, response.text
         return [job["id"] for job in response.json()["jobs"]]
 
-    def slow(self, job_id: str) -> None:
+    def slow(self, job_id: str, stage: str) -> None:
+        """ffmpeg at real speed in ``stage`` of the job (its command names the partial dir)."""
         with self.slow_file.open("a") as handle:
-            handle.write(job_id + "\n")
+            handle.write(f"{job_id}/.{stage}.partial\n")
 
     def unslow(self) -> None:
         self.slow_file.write_text("")
@@ -136,7 +137,7 @@ def _wait_running(cluster: Cluster, job_id: str, stage: str) -> JobRecord:
         assert record is not None
         state = record.stage(stage)
         assert str(record.state.status) not in ("failed", "cancelled"), record.state
-        if state.status is StageStatus.RUNNING and processes_matching(job_id):
+        if state.status is StageStatus.RUNNING and processes_matching(f"{job_id}/.{stage}.partial"):
             return record
         return None
 
@@ -301,7 +302,7 @@ def test_cancel_stops_a_running_transcode_and_leaves_no_ffmpeg(cluster: Cluster)
     stage = _slow_stage()
     url = cluster.serve("long-cancelled.mp4", duration=30.0)
     job_id = JobSpec(source=url).job_id
-    cluster.slow(job_id)
+    cluster.slow(job_id, stage)
     try:
         assert cluster.submit(url) == [job_id]
         _wait_running(cluster, job_id, stage)
@@ -346,7 +347,7 @@ def test_sigkill_mid_transcode_another_worker_finishes_once(cluster: Cluster) ->
     stage = _slow_stage()
     url = cluster.serve("killed-mid-transcode.mp4", duration=8.0)
     job_id = JobSpec(source=url).job_id
-    cluster.slow(job_id)
+    cluster.slow(job_id, stage)
     assert cluster.submit(url) == [job_id]
     running = _wait_running(cluster, job_id, stage)
     victim = cluster.worker(running.rt(stage).worker)
@@ -388,10 +389,10 @@ def test_sigkill_mid_transcode_another_worker_finishes_once(cluster: Cluster) ->
 
 
 def test_redis_restart_loses_no_job_and_runs_none_twice(cluster: Cluster) -> None:
-    urls = [cluster.serve(f"through-restart-{i}.mp4", duration=3.0) for i in range(8)]
+    urls = [cluster.serve(f"through-restart-{i}.mp4", duration=2.0) for i in range(6)]
     job_ids = [JobSpec(source=url).job_id for url in urls]
     for job_id in job_ids:
-        cluster.slow(job_id)  # ffmpeg at real speed: stages are running when Redis goes away
+        cluster.slow(job_id, _slow_stage())  # running stages when Redis goes away
     assert cluster.submit(*urls) == job_ids
 
     def running_and_queued() -> bool:

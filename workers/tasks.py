@@ -26,7 +26,7 @@ def _stage_task(stage: str) -> Callable[..., str]:
 def register_tasks(app: Celery, dag: Dag) -> dict[str, Any]:
     """One task per stage; ``task_routes`` (workers.config) sends each to its stage's queue."""
     return {
-        stage.name: app.task(name=task_name(stage.name), bind=True, acks_late=True)(
+        stage.name: app.task(name=task_name(stage.name), bind=True, acks_late=True, shared=False)(
             _stage_task(stage.name)
         )
         for stage in dag
