@@ -24,7 +24,7 @@ from pipeline.job import FINISHED_STAGE_STATUSES, JobSpec, StageStatus
 from pipeline.jobstore import JobRecord, JobStore
 from pipeline.settings import Settings
 from tests.conftest import make_settings
-from tests.support.httpserver import MediaServer
+from tests.support.httpserver import MediaServer, Response
 from tests.support.media import make_clip
 from tests.support.workers import (
     ALL_QUEUES,
@@ -298,6 +298,37 @@ def test_retry_after_a_failed_transcript_reruns_only_it_and_its_dependents(
     assert again.status_code == 409 and again.json()["error"]["code"] == "request.conflict"
 
 
+def test_transient_errors_retry_with_backoff_permanent_ones_do_not(cluster: Cluster) -> None:
+    clip = cluster.tmp / "clips" / "flaky.mp4"
+    make_clip(clip, duration=1.0, size="160x90")
+    data = clip.read_bytes()
+    served = {"count": 0}
+
+    def flaky(_handler: Any) -> Response:
+        served["count"] += 1
+        if served["count"] == 2:  # the first request is the submission's (playlist or not?)
+            return Response(503, b"busy", {"Retry-After": "0"})
+        return Response(200, data, {"Content-Type": "video/mp4"})
+
+    def vanishing(_handler: Any) -> Response:
+        served["gone"] = served.get("gone", 0) + 1
+        if served["gone"] == 1:
+            return Response(200, data, {"Content-Type": "video/mp4"})
+        return Response(404, b"gone", {"Content-Type": "text/plain"})
+
+    flaky_url = cluster.server.route("flaky.mp4", flaky)
+    missing_url = cluster.server.route("vanishing.mp4", vanishing)
+    flaky_id, missing_id = cluster.submit(flaky_url, missing_url)
+    record = wait_final(cluster.store, flaky_id, 60)
+    assert str(record.state.status) == "succeeded", record.state
+    assert record.stage("ingest").attempts == 2  # 503: network.server_error, retried
+    assert record.rt("ingest").completions == 1
+    missing = wait_final(cluster.store, missing_id, 60)
+    assert str(missing.state.status) == "failed"
+    assert missing.state.error is not None and missing.state.error.code == "source.unavailable"
+    assert missing.stage("ingest").attempts == 1  # permanent: no retry
+
+
 def test_cancel_stops_a_running_transcode_and_leaves_no_ffmpeg(cluster: Cluster) -> None:
     stage = _slow_stage()
     url = cluster.serve("long-cancelled.mp4", duration=30.0)
@@ -435,7 +466,12 @@ def test_cli_submit_wait_and_job(cluster: Cluster) -> None:
     [job] = json.loads(submitted.stdout)["jobs"]
     assert job["status"] == "succeeded" and job["event"] == "cli-test"
     shown = subprocess.run(
-        [recast, "job", job["id"]], cwd=ROOT, env=env, capture_output=True, timeout=60, check=True
+        [recast, "job", job["id"], "--follow"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=True,
     )
     assert json.loads(shown.stdout)["progress"] == {n: 100.0 for n in DAG.names}
     listed = subprocess.run(
