@@ -37,6 +37,17 @@ _cache: dict[str, Any] = {}
 _lock = threading.RLock()
 
 
+def _after_fork_in_child() -> None:
+    """A pool process forked while the main process's background thread held the lock (or
+    a client) starts with fresh ones."""
+    global _lock
+    _lock = threading.RLock()
+    _cache.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def make_publisher(settings: Settings) -> Publisher:
     """The early publisher, the same as ``recast process`` uses."""
     return CardPublisher(settings)
