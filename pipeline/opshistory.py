@@ -32,6 +32,8 @@ class Sample(BaseModel):
     succeeded: int
     failed: int
     cancelled: int
+    blocked: int = 0
+    """Stage attempts that failed with ``source.blocked`` (cumulative)."""
 
     def finished(self, state: str) -> int:
         return int(getattr(self, state))
@@ -84,20 +86,29 @@ class History:
         return [Sample.model_validate(json.loads(raw)) for raw in [*before, *after]]
 
 
+def at(points: list[Sample], moment: float) -> Sample:
+    """The counters at ``moment``: the last of the (sorted) points taken by then, else the
+    first one."""
+    chosen = points[0]
+    for point in points:
+        if point.time <= moment:
+            chosen = point
+        else:
+            break
+    return chosen
+
+
+def increase(samples: list[Sample], now: Sample, window_s: float, counter: str) -> int:
+    """How much a counter of the samples grew in (now - window, now]."""
+    points = [*sorted([s for s in samples if s.time < now.time], key=lambda s: s.time), now]
+    before = at(points, now.time - window_s)
+    return max(0, int(getattr(now, counter)) - int(getattr(before, counter)))
+
+
 def throughput(samples: list[Sample], now: Sample, window_s: float, buckets: int) -> Throughput:
     """Jobs finished in (now - window, now], from samples and the live counters ``now``."""
     points = [*sorted([s for s in samples if s.time < now.time], key=lambda s: s.time), now]
     start = now.time - window_s
-
-    def at(moment: float) -> Sample:
-        """The counters at ``moment``: the last sample taken by then (else the first one)."""
-        chosen = points[0]
-        for point in points:
-            if point.time <= moment:
-                chosen = point
-            else:
-                break
-        return chosen
 
     def finished(a: Sample, b: Sample) -> dict[str, int]:
         return {state: max(0, b.finished(state) - a.finished(state)) for state in FINISHED}
@@ -106,9 +117,9 @@ def throughput(samples: list[Sample], now: Sample, window_s: float, buckets: int
     result = []
     for index in range(buckets):
         low, high = start + index * width, start + (index + 1) * width
-        counts = finished(at(low), at(high) if index < buckets - 1 else now)
+        counts = finished(at(points, low), at(points, high) if index < buckets - 1 else now)
         result.append(ThroughputBucket(start=_dt(low), end=_dt(high), **counts))
-    totals = finished(at(start), now)
+    totals = finished(at(points, start), now)
     since = max(start, points[0].time) if len(points) > 1 else None
     return Throughput(
         window_s=window_s, since=_dt(since) if since is not None else None, buckets=result, **totals

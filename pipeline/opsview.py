@@ -16,8 +16,9 @@ What counts as what:
   (:meth:`OpsView.report_worker`, every ``ops.worker_report_s``);
 - *alerts worth a page*: a queue of the DAG with no live worker, a queue whose oldest wait is
   over ``ops.max_wait_s``, ``ops.blocked_burst`` or more ``source.blocked`` failures within
-  ``ops.blocked_window_s``, a workspace disk under ``ops.min_free_disk_gb`` or
-  ``ops.min_free_disk_ratio`` free, Redis unreachable.
+  ``ops.blocked_window_s`` (the job store's ``stages.<stage>.errors.source.blocked`` counters
+  now, against the sample taken at the window's start), a workspace disk under
+  ``ops.min_free_disk_gb`` or ``ops.min_free_disk_ratio`` free, Redis unreachable.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from pipeline.dag import Dag, default_dag
 from pipeline.errors import ErrorCode
 from pipeline.job import ErrorInfo, JobStatus, StageStatus
 from pipeline.jobstore import REDIS_DOWN, JobRecord, JobStore
-from pipeline.opshistory import History, Sample, Throughput, throughput
+from pipeline.opshistory import History, Sample, Throughput, increase, throughput
 from pipeline.settings import Settings
 from pipeline.stage import Queue
 
@@ -50,6 +51,8 @@ SHOWN_ACTIVE = 50
 EVENTS_SCANNED = 2000
 THROUGHPUT_WINDOW_S = 3600.0
 THROUGHPUT_BUCKETS = 12
+BLOCKED_COUNTER_SUFFIX = f".errors.{ErrorCode.SOURCE_BLOCKED.value}"
+"""The job store counts failed attempts as ``stages.<stage>.errors.<code>``."""
 
 
 class AlertKind(StrEnum):
@@ -228,7 +231,9 @@ class OpsView:
         current = self._sample(server_now, queues, active, counters)
         if sample and self.history.due():
             self.history.add(current)
-        history = self.history.since(server_now - THROUGHPUT_WINDOW_S)
+        history = self.history.since(
+            server_now - max(THROUGHPUT_WINDOW_S, self.ops.blocked_window_s)
+        )
         disks = self._disks(reports)
         snapshot = Snapshot(
             time=now,
@@ -243,7 +248,8 @@ class OpsView:
             throughput=throughput(history, current, THROUGHPUT_WINDOW_S, THROUGHPUT_BUCKETS),
             disks=disks,
         )
-        snapshot.alerts = self._alerts(snapshot, server_now)
+        blocked = increase(history, current, self.ops.blocked_window_s, "blocked")
+        snapshot.alerts = self._alerts(snapshot, blocked)
         return snapshot
 
     def take_sample(self) -> bool:
@@ -337,6 +343,7 @@ class OpsView:
             succeeded=counters.get("jobs.succeeded", 0),
             failed=counters.get("jobs.failed", 0),
             cancelled=counters.get("jobs.cancelled", 0),
+            blocked=sum(v for k, v in counters.items() if k.endswith(BLOCKED_COUNTER_SUFFIX)),
         )
 
     def _workers(
@@ -374,16 +381,25 @@ class OpsView:
         return views
 
     def _failures(self) -> list[Failure]:
-        entries = self.redis.xrevrange(self.store.key("events"), count=EVENTS_SCANNED)
+        """The last jobs that failed, newest first, from the events stream (read backwards in
+        chunks, at most EVENTS_SCANNED entries)."""
         latest: dict[str, tuple[datetime, str]] = {}
-        for entry_id, fields in entries:  # type: ignore[union-attr]
-            data = {_text(k): _text(v) for k, v in (fields or {}).items()}
-            if data.get("type") != "job.failed" or data.get("job") in latest:
-                continue
-            millis = int(_text(entry_id).split("-")[0])
-            latest[data["job"]] = (datetime.fromtimestamp(millis / 1000, UTC), data.get("code", ""))
-            if len(latest) >= self.ops.failures_shown:
+        upper, scanned = "+", 0
+        while scanned < EVENTS_SCANNED and len(latest) < self.ops.failures_shown:
+            entries = self.redis.xrevrange(self.store.key("events"), max=upper, count=250)
+            if not entries:
                 break
+            for entry_id, fields in entries:
+                data = {_text(k): _text(v) for k, v in (fields or {}).items()}
+                if data.get("type") != "job.failed" or data.get("job") in latest:
+                    continue
+                millis = int(_text(entry_id).split("-")[0])
+                moment = datetime.fromtimestamp(millis / 1000, UTC)
+                latest[data["job"]] = (moment, data.get("code", ""))
+                if len(latest) >= self.ops.failures_shown:
+                    break
+            scanned += len(entries)
+            upper = f"({_text(entries[-1][0])}"
         records = {r.id: r for r in self.records(list(latest))}
         failures = []
         for job_id, (moment, code) in latest.items():
@@ -401,20 +417,6 @@ class OpsView:
                 )
             )
         return failures
-
-    def blocked_count(self, server_now: float) -> int:
-        """``source.blocked`` stage failures (and retries) within ``ops.blocked_window_s``."""
-        low = int((server_now - self.ops.blocked_window_s) * 1000)
-        entries = self.redis.xrange(self.store.key("events"), min=f"{low}-0", max="+")
-        count = 0
-        for _entry_id, fields in entries:  # type: ignore[union-attr]
-            data = {_text(k): _text(v) for k, v in (fields or {}).items()}
-            if (
-                data.get("type") in ("stage.failed", "stage.retrying")
-                and data.get("code") == ErrorCode.SOURCE_BLOCKED.value
-            ):
-                count += 1
-        return count
 
     # -- workers' reports --------------------------------------------------------------------
 
@@ -460,7 +462,7 @@ class OpsView:
 
     # -- alerts ------------------------------------------------------------------------------
 
-    def _alerts(self, snapshot: Snapshot, server_now: float) -> list[Alert]:
+    def _alerts(self, snapshot: Snapshot, blocked: int) -> list[Alert]:
         ops = self.ops
         alerts = []
         for queue in snapshot.queues.values():
@@ -484,7 +486,6 @@ class OpsView:
                         threshold=ops.max_wait_s,
                     )
                 )
-        blocked = self.blocked_count(server_now)
         if blocked >= ops.blocked_burst:
             alerts.append(
                 Alert(

@@ -162,8 +162,12 @@ def _waiting_job(store: JobStore, source: str, waited: timedelta) -> JobRecord:
 
 
 def _blocked_failure(store: JobStore, record: JobRecord) -> None:
+    """What the job store records when ingest fails with source.blocked (pipeline.stagerun)."""
+
     def fail(current: JobRecord) -> Effects:
         effects = Effects()
+        effects.count("stages.ingest.errors.source.blocked")
+        effects.count("errors.source.blocked")
         effects.event("stage.failed", current, "ingest", code="source.blocked")
         return effects
 
@@ -185,6 +189,7 @@ def test_alerts_worth_a_page(tmp_path: Path, redis_server: RedisServer) -> None:
     view = OpsView(settings, store)
     old = _waiting_job(store, "https://example.org/old", timedelta(hours=2))
     _waiting_job(store, "https://example.org/new", timedelta(seconds=1))
+    assert view.take_sample()  # as the workers' reporters do all the time
     for _ in range(2):
         _blocked_failure(store, old)
 
