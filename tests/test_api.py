@@ -5,11 +5,15 @@ and a property-based test that no request gets a 500."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
@@ -19,7 +23,7 @@ from hypothesis import strategies as st
 from pipeline.jobstore import JobStore
 from pipeline.stage import Queue
 from tests.conftest import make_settings
-from tests.support.workers import RedisServer
+from tests.support.workers import ROOT, RedisServer, free_port, wait_for, write_config
 from workers.api import create_api
 from workers.producer import Producer
 
@@ -314,3 +318,42 @@ def test_no_request_gets_a_500(api: Any, request: Any, authorised: bool) -> None
     assert response.status_code != 500, (method, path, params, body, response.text)
     assert response.status_code < 500 or response.status_code in (501, 503)
     assert response.headers["content-type"].startswith(("application/json", "text/html"))
+
+
+def test_recast_api_serves_and_refuses_to_start_without_tokens(tmp_path: Path, api: Any) -> None:
+    store: JobStore = api[1]
+    recast = str(Path(sys.executable).parent / "recast")
+    settings = make_settings(tmp_path, celery={"redis_url": store.settings.redis_url})
+    config = write_config(tmp_path / "recast.toml", settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECAST_")}
+    refused = subprocess.run(
+        [recast, "--config", str(config), "api"], env=env, capture_output=True, timeout=60
+    )
+    assert refused.returncode == 2 and b"api.tokens" in refused.stderr
+    port = free_port()
+    env["RECAST_API__TOKENS"] = '["from-env"]'
+    server = subprocess.Popen(
+        [recast, "--config", str(config), "api", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return server.poll() is not None
+
+        wait_for(ready, 60, "recast api did not come up")
+        assert server.poll() is None
+        jobs = httpx.get(f"{base}/v1/jobs", headers={"Authorization": "Bearer from-env"})
+        assert jobs.status_code == 200 and "jobs" in jobs.json()
+        assert httpx.get(f"{base}/v1/jobs").status_code == 401
+        assert httpx.get(f"{base}/docs").status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
