@@ -1,0 +1,53 @@
+"""RabbitMQ as the broker through the same settings (``celery.broker_url = amqp://...``): the
+machine's RabbitMQ (127.0.0.1:5672, guest/guest) carries the tasks; Redis, the tests' own,
+keeps the job store and results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+
+from pipeline.dag import default_dag
+from pipeline.jobstore import JobStore
+from tests.conftest import make_settings
+from tests.support.httpserver import MediaServer
+from tests.support.media import make_clip
+from tests.support.workers import (
+    ALL_QUEUES,
+    RedisServer,
+    Worker,
+    celery_test_settings,
+    tiny_sections,
+    wait_final,
+    workers,
+    write_config,
+)
+from workers.producer import Producer
+
+pytestmark = pytest.mark.slow
+
+BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def test_jobs_run_with_rabbitmq_as_the_broker(tmp_path: Path) -> None:
+    with Connection(BROKER, connect_timeout=5) as connection:
+        connection.ensure_connection(max_retries=3)  # the machine's RabbitMQ must be up
+    with RedisServer(tmp_path / "redis") as redis_server, MediaServer(tmp_path / "www") as server:
+        celery = celery_test_settings(redis_server.url, broker_url=BROKER)
+        settings = make_settings(tmp_path, celery=celery, **tiny_sections())
+        config = write_config(tmp_path / "recast.toml", settings)
+        store = JobStore(settings.celery)
+        clip = make_clip(tmp_path / "clip.mp4", duration=1.0, size="160x90")
+        urls = [server.put_file(f"rabbit-{i}.mp4", clip) for i in range(2)]
+        worker = Worker(config, ALL_QUEUES, "rabbit", tmp_path / "logs", concurrency=2)
+        with workers(worker, store=store):
+            producer = Producer(settings, store=store)
+            urgent = producer.submit(urls[:1], priority=9)[0].record.id
+            normal = producer.submit(urls[1:], priority=1)[0].record.id
+            for job_id in (urgent, normal):
+                record = wait_final(store, job_id, 120)
+                assert str(record.state.status) == "succeeded", record.state
+                assert all(record.rt(n).completions == 1 for n in default_dag().names)
+        assert "Connected to amqp://guest:**@127.0.0.1:5672//" in worker.log_path.read_text()
