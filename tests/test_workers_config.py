@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from pipeline.coordinator import JobConflict, time_limits
 from pipeline.dag import default_dag
 from pipeline.errors import ConfigError
-from pipeline.job import JobSpec, StageStatus
+from pipeline.job import JobSpec, JobStatus, StageStatus
 from pipeline.jobstore import Effects, JobRecord, JobStore
 from pipeline.settings import ApiSettings, CelerySettings, load_settings
 from pipeline.stage import Queue
@@ -196,3 +197,26 @@ def test_settings_sections_match_the_toml_defaults() -> None:
     loaded = load_settings()
     assert loaded.celery == CelerySettings()
     assert loaded.api == ApiSettings()
+
+
+def test_job_listing_pages_and_filters(tmp_path: Path, redis_url: str) -> None:
+    settings = make_settings(tmp_path, celery=celery_test_settings(redis_url, key_prefix="page"))
+    store = JobStore(settings.celery)
+    ids = []
+    for i in range(5):
+        spec = JobSpec(source=f"https://example.org/page-{i}.mp4", event="ev" if i % 2 else None)
+        ids.append(store.create(spec, DAG.names, lambda r: Effects())[0].id)
+    newest_first = list(reversed(ids))
+    first = store.list_jobs(limit=2)
+    assert [r.id for r in first.jobs] == newest_first[:2] and first.next_cursor == 2
+    second = store.list_jobs(limit=2, cursor=first.next_cursor or 0)
+    third = store.list_jobs(limit=2, cursor=second.next_cursor or 0)
+    assert [r.id for r in second.jobs + third.jobs] == newest_first[2:]
+    assert store.list_jobs(limit=2, cursor=5).jobs == []
+    events = store.list_jobs(event="ev")
+    assert [r.id for r in events.jobs] == [ids[3], ids[1]]
+    queued = store.list_jobs(status=JobStatus.QUEUED, event="ev", limit=1)
+    assert [r.id for r in queued.jobs] == [ids[3]]
+    future = datetime.now(UTC) + timedelta(minutes=1)
+    assert store.list_jobs(since=future).jobs == []
+    assert len(store.list_jobs(since=future - timedelta(minutes=5)).jobs) == 5
