@@ -183,6 +183,8 @@ def test_submit_is_idempotent_and_lands_in_the_stage_queue(tmp_path: Path, redis
     assert message["headers"]["task"] == task_name(root)
     assert message["properties"]["priority"] == 0  # the most urgent level on Redis
     assert message["content-type"] == "application/json"
+    limits = time_limits(DAG[root], None, settings)  # duration unknown before ingest: longest
+    assert message["headers"]["timelimit"] == [limits.hard_s, limits.soft_s]
     cancelled = producer.cancel(record.id)
     assert str(cancelled.state.status) == "cancelled"
     assert cancelled.stage(root).status is StageStatus.CANCELLED
