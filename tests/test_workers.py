@@ -181,6 +181,8 @@ def test_api_job_gives_the_same_outputs_as_recast_process(cluster: Cluster) -> N
     record = wait_final(cluster.store, job_id, 120)
     assert str(record.state.status) == "succeeded", record.state
     _assert_each_stage_once(record)
+    # Stages after ingest were sent with time limits scaled to this duration.
+    assert record.media_duration == pytest.approx(2.0, abs=0.25)
 
     view = cluster.client.get(f"/v1/jobs/{job_id}", headers=AUTH).json()
     assert view["status"] == "succeeded" and view["progress"] == 100.0
