@@ -224,6 +224,13 @@ def test_api_job_gives_the_same_outputs_as_recast_process(cluster: Cluster) -> N
     out = Path(cluster.settings.storage.output)
     _same_outputs(_manifest(out, local["card_id"]), _manifest(local_out, local["card_id"]))
 
+    health = cluster.client.get("/healthz")
+    assert health.status_code == 200, health.text
+    hosts = sorted(w.hostname for w in cluster.workers)
+    assert {q: sorted(h) for q, h in health.json()["queues"].items()} == {
+        q: hosts for q in ALL_QUEUES.split(",")
+    }
+
     oembed = cluster.client.get(
         "/oembed", params={"url": f"https://cms.example/{record.state.card_id}/watch.html"}
     )
