@@ -219,6 +219,10 @@ class StageRunner:
             result, ran = run_stage(stage, ctx)
             if self.remote is not None:
                 self.remote.upload(workspace, job_id, stage.name)
+        except (SystemExit, KeyboardInterrupt):
+            if not heartbeat.lock_lost:
+                self._give_back(job_id, stage, token)  # the worker is shutting down
+            raise
         except BaseException as exc:  # every failure is classified, then decided on
             error = (self.translate(exc) if self.translate else None) or as_recast_error(exc)
             if error.code is ErrorCode.INTERNAL:
@@ -293,6 +297,27 @@ class StageRunner:
     def _job_failed(self, record: JobRecord | None) -> None:
         if record is not None and self.publisher is not None:
             self.publisher.job_failed(record.state)
+
+    def _give_back(self, job_id: str, stage: Stage, token: str) -> None:
+        """Queue the stage again, uncounted: its worker is stopping, not crashing."""
+
+        def give_back(record: JobRecord) -> Effects | None:
+            runtime = record.rt(stage.name)
+            state = record.stage(stage.name)
+            if runtime.token != token or state.status is not StageStatus.RUNNING:
+                return None
+            effects = Effects(clear_heartbeat=[stage.name])
+            runtime.token = None
+            if record.state.status not in ACTIVE_JOB_STATUSES:
+                state.status = StageStatus.CANCELLED
+                return effects
+            state.status = StageStatus.PENDING
+            state.detail = "worker shut down; queued again"
+            runtime.queued_at = utcnow()
+            effects.dispatch[stage.name] = 0.0
+            return effects
+
+        self.store.transact(job_id, give_back)
 
     def _failed(self, job_id: str, stage: Stage, token: str, error: RecastError) -> Outcome:
         outcome = Outcome.LOST_LOCK
