@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -426,6 +427,27 @@ def test_sigkill_mid_transcode_another_worker_finishes_once(cluster: Cluster) ->
         )
         assert decoded.returncode == 0 and not decoded.stderr, (path, decoded.stderr)
     victim.start(cluster.store)  # back to two workers for the tests after this one
+
+
+def test_cold_shutdown_gives_the_running_stage_back_uncounted(cluster: Cluster) -> None:
+    stage = _slow_stage()
+    url = cluster.serve("cold-shutdown.mp4", duration=8.0)
+    job_id = JobSpec(source=url).job_id
+    cluster.slow(job_id, stage)
+    assert cluster.submit(url) == [job_id]
+    running = _wait_running(cluster, job_id, stage)
+    stopping = cluster.worker(running.rt(stage).worker)
+    assert stopping.process is not None
+    stopping.process.send_signal(signal.SIGQUIT)  # Celery's cold shutdown
+    stopping.process.wait(timeout=30)
+    stopping.process = None
+    cluster.unslow()
+    record = wait_final(cluster.store, job_id, 60)
+    assert str(record.state.status) == "succeeded", record.state
+    assert record.rt(stage).lost == 0  # a shutdown is not a crash
+    assert record.stage(stage).attempts == 2
+    _assert_each_stage_once(record)
+    stopping.start(cluster.store)
 
 
 def test_redis_restart_loses_no_job_and_runs_none_twice(cluster: Cluster) -> None:
