@@ -80,6 +80,36 @@ def probe(path: Path, timeout_s: float = 60.0) -> dict[str, Any]:
     return data
 
 
+def last_packet_time(path: Path, from_s: float, timeout_s: float = 60.0) -> float | None:
+    """The latest timestamp among the packets of ``path`` from ``from_s`` on (demuxing only,
+    after a seek: cheap at any length). None when no packet could be read there."""
+    args = [
+        FFPROBE,
+        "-v",
+        "error",
+        "-read_intervals",
+        f"{max(0.0, from_s):.3f}%",
+        "-show_entries",
+        "packet=pts_time,dts_time,duration_time",
+        "-print_format",
+        "json",
+        str(path),
+    ]
+    try:
+        completed = subprocess.run(args, capture_output=True, timeout=timeout_s, check=False)
+        data = json.loads(completed.stdout or b"{}")
+    except (subprocess.TimeoutExpired, json.JSONDecodeError):
+        return None
+    latest: float | None = None
+    for packet in data.get("packets", []):
+        stamp = packet.get("pts_time", packet.get("dts_time"))
+        if stamp in (None, "N/A"):
+            continue
+        end = float(stamp) + float(packet.get("duration_time") or 0)
+        latest = end if latest is None else max(latest, end)
+    return latest
+
+
 def media_duration(data: dict[str, Any]) -> float | None:
     """The duration in seconds from ffprobe's JSON (format first, then the longest stream)."""
     value = data.get("format", {}).get("duration")

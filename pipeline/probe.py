@@ -6,8 +6,9 @@ matrix, frame rate and whether it varies, pixel format and bit depth, interlacin
 transfer), the audio stream (codec, channels, layout, sample rate) and subtitle streams.
 Cover art (an attached picture) is not video.
 
-The file is also read through once without decoding (a stream copy to nowhere): a file whose
-packets stop well before its declared duration is truncated. An unreadable file, one without
+The last seconds of the file are also read (a seek, then demuxing only, so the cost does not
+grow with the length): a file whose packets stop well before its declared duration is
+truncated. An unreadable file, one without
 any video or audio stream, or a truncated one fails with ``media.invalid``.
 
 Output, in the stage directory ``probe/``: ``media.json``.
@@ -26,7 +27,6 @@ from pipeline import ffmpeg_tools
 from pipeline.errors import ErrorCode, RecastError
 from pipeline.fsutil import atomic_write_json
 from pipeline.ingest import load_info
-from pipeline.settings import MediaSettings
 from pipeline.stage import Queue, Stage, StageContext, StageResult
 
 MEDIA_FILE = "media.json"
@@ -250,42 +250,34 @@ def describe(data: dict[str, Any], name: str = "the file") -> MediaInfo:
     )
 
 
-def check_complete(
-    path: Path, media: MediaInfo, settings: MediaSettings, ctx: StageContext | None = None
-) -> float:
-    """Read every packet once (no decoding); returns the seconds reached.
+def check_complete(path: Path, media: MediaInfo) -> None:
+    """Fail with ``media.invalid`` when the packets stop well before the declared duration.
 
-    Fails with ``media.invalid`` when the packets stop well before the declared duration.
+    Only the last seconds are read (a seek, then demuxing): a truncated file has no data
+    there, or stops early; a complete one reaches its end. The cost does not grow with length.
     """
-    graph = ffmpeg_tools.Graph(
-        source=str(path),
-        outputs=[ffmpeg_tools.Output("-", {"c": "copy", "f": "null"}, all_streams=True)],
-        global_args=["-v", "error"],
-    )
-    report = ffmpeg_tools.run(
-        ffmpeg_tools.graph_args(graph),
-        timeout_s=settings.timeout_for(media.duration) / 4,
-        stall_timeout_s=settings.stall_timeout_s,
-        cancel_event=ctx.cancel_event if ctx is not None else None,
-        what="reading the media",
-    )
-    if media.duration > 0 and report.seconds < media.duration - max(1.0, 0.02 * media.duration):
+    if media.duration <= 0:
+        return
+    tail = max(10.0, 0.05 * media.duration)
+    reached = ffmpeg_tools.last_packet_time(path, media.duration - tail)
+    if reached is None or reached < media.duration - max(1.0, 0.02 * media.duration):
+        where = "has no data" if reached is None else f"ends at {reached:.1f} s"
         raise RecastError(
             ErrorCode.MEDIA_INVALID,
-            f"{path.name} is truncated: its data ends at {report.seconds:.1f} s "
-            f"of the {media.duration:.1f} s it declares.",
+            f"{path.name} is truncated: it {where} near the end of the "
+            f"{media.duration:.1f} s it declares.",
         )
-    return report.seconds
 
 
-def probe_file(path: Path, settings: MediaSettings, ctx: StageContext | None = None) -> MediaInfo:
+def probe_file(path: Path) -> MediaInfo:
     """Describe ``path`` and check it is complete."""
     media = describe(ffmpeg_tools.probe(path), path.name)
-    reached = check_complete(path, media, settings, ctx)
     if media.duration <= 0:
-        if reached <= 0:
+        reached = ffmpeg_tools.last_packet_time(path, 0.0)
+        if not reached or reached <= 0:
             raise RecastError(ErrorCode.MEDIA_INVALID, f"{path.name} has no measurable length.")
         media.duration = reached
+    check_complete(path, media)
     return media
 
 
@@ -305,7 +297,7 @@ def load_media(stage_dir: Path) -> MediaInfo:
 
 def run(ctx: StageContext) -> StageResult:
     ctx.progress(1, "probing")
-    media = probe_file(source_media(ctx), ctx.settings.media, ctx)
+    media = probe_file(source_media(ctx))
     atomic_write_json(ctx.out / MEDIA_FILE, media.model_dump(mode="json"))
     return StageResult.done(
         ctx.out,

@@ -15,12 +15,9 @@ from pipeline.ingest import STAGE as INGEST
 from pipeline.job import JobSpec, JobStatus, StageStatus
 from pipeline.probe import STAGE as PROBE
 from pipeline.probe import load_media, probe_file
-from pipeline.settings import MediaSettings
 from pipeline.workspace import Workspace
 from tests.conftest import make_settings
 from tests.test_transcode import ffmpeg, make_source
-
-SETTINGS = MediaSettings()
 
 
 def test_describes_video_audio_and_subtitles(tmp_path: Path) -> None:
@@ -32,7 +29,7 @@ def test_describes_video_audio_and_subtitles(tmp_path: Path) -> None:
         "-i", str(clip), "-i", str(subtitles), "-map", "0", "-map", "1", "-c", "copy",
         "-c:s", "mov_text", "-metadata:s:s:0", "language=eng", str(source),
     )  # fmt: skip
-    media = probe_file(source, SETTINGS)
+    media = probe_file(source)
     assert media.container.startswith("mov,mp4")
     assert media.duration == pytest.approx(3.0, abs=0.1)
     assert media.bit_rate and media.size == source.stat().st_size
@@ -56,11 +53,11 @@ def test_describes_video_audio_and_subtitles(tmp_path: Path) -> None:
 
 
 def test_rotation_pixel_aspect_and_hdr(tmp_path: Path) -> None:
-    rotated = probe_file(make_source(tmp_path / "r.mp4", duration=1, rotate=90), SETTINGS)
+    rotated = probe_file(make_source(tmp_path / "r.mp4", duration=1, rotate=90))
     assert rotated.video is not None and rotated.video.rotation in (90, 270)
     assert rotated.video.display_size == (180, 320)
     dvd = make_source(tmp_path / "d.mp4", duration=1, size="180x120", vfilter="setsar=8/9")
-    video = probe_file(dvd, SETTINGS).video
+    video = probe_file(dvd).video
     assert video is not None and video.sar == "8:9" and video.display_size == (160, 120)
     hdr = make_source(
         tmp_path / "hdr.mp4",
@@ -68,7 +65,7 @@ def test_rotation_pixel_aspect_and_hdr(tmp_path: Path) -> None:
         audio=None,
         extra=("-pix_fmt", "yuv420p10le", "-color_trc", "smpte2084", "-color_primaries", "bt2020"),
     )
-    video = probe_file(hdr, SETTINGS).video
+    video = probe_file(hdr).video
     assert video is not None and video.hdr and video.bit_depth == 10
 
 
@@ -81,7 +78,7 @@ def test_cover_art_is_not_video(tmp_path: Path) -> None:
         "-map", "0", "-map", "1", "-c:a", "libmp3lame", "-c:v", "png",
         "-disposition:v", "attached_pic", str(podcast),
     )  # fmt: skip
-    media = probe_file(podcast, SETTINGS)
+    media = probe_file(podcast)
     assert media.video is None and media.audio is not None
     assert media.audio.codec == "mp3"
 
@@ -117,7 +114,7 @@ def corrupt_files(tmp_path: Path) -> dict[str, Path]:
 def test_unusable_files_fail_with_media_invalid(tmp_path: Path) -> None:
     for name, path in corrupt_files(tmp_path).items():
         with pytest.raises(RecastError) as failure:
-            probe_file(path, SETTINGS)
+            probe_file(path)
         assert failure.value.code is ErrorCode.MEDIA_INVALID, name
         assert not failure.value.transient, name
 

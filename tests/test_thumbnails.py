@@ -72,7 +72,7 @@ def thumbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             }
         },
     )
-    media = probe_file(source, settings.media)
+    media = probe_file(source)
     out = root / "out"
     assets, data = make_thumbnails(source, media, out, settings.media)
     return {"out": out, "assets": assets, "data": data, "source": source, "root": root}
@@ -206,9 +206,7 @@ def test_storyboard_interval_adapts_to_the_duration() -> None:
 def test_vertical_video_posters_are_never_wider_than_the_video(tmp_path: Path) -> None:
     source = make_source(tmp_path / "phone.mp4", size="180x320", duration=2, audio=None)
     settings = make_settings(tmp_path)
-    assets, _ = make_thumbnails(
-        source, probe_file(source, settings.media), tmp_path / "out", settings.media
-    )
+    assets, _ = make_thumbnails(source, probe_file(source), tmp_path / "out", settings.media)
     posters = {(a.width, a.height) for a in assets if a.role is AssetRole.POSTER}
     assert posters == {(180, 320)}
     sheet = decoded(tmp_path / "out" / "thumbs" / "storyboard-1.jpg")
@@ -219,7 +217,7 @@ def test_audio_only_gets_a_waveform_poster_or_the_source_thumbnail(tmp_path: Pat
     talk = "aevalsrc=0.5*sin(2*PI*200*t)*sin(2*PI*0.5*t):s=44100"
     source = make_source(tmp_path / "talk.m4a", duration=4, video=False, audio=talk)
     settings = make_settings(tmp_path)
-    media = probe_file(source, settings.media)
+    media = probe_file(source)
     assets, data = make_thumbnails(source, media, tmp_path / "a", settings.media)
     roles = {a.key: a.role for a in assets}
     assert roles["thumbs/waveform.png"] is AssetRole.WAVEFORM

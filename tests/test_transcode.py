@@ -159,7 +159,7 @@ def decode_errors(target: Path) -> str:
 def run_transcode(
     source: Path, out: Path, settings: Settings
 ) -> tuple[MediaInfo, list[OutputAsset], dict[str, Any]]:
-    media = probe_file(source, settings.media)
+    media = probe_file(source)
     assets, data = transcode(source, media, out, settings.media, None)
     return media, assets, data
 
@@ -409,7 +409,7 @@ def test_awkward_sources_give_standard_output(
     tmp_path: Path, name: str, kwargs: dict[str, Any], rate: int
 ) -> None:
     source = make_source(tmp_path / "source.mp4", duration=2, audio=None, **kwargs)
-    media = probe_file(source, media_settings(tmp_path).media)
+    media = probe_file(source)
     assert media.video is not None
     if name == "interlaced":
         assert media.video.interlaced
@@ -471,7 +471,7 @@ def test_audio_only_source_gets_audio_renditions(tmp_path: Path) -> None:
 def test_stream_copy_is_playable_hls(tmp_path: Path) -> None:
     source = make_source(tmp_path / "source.mp4", duration=5)
     settings = media_settings(tmp_path)
-    media = probe_file(source, settings.media)
+    media = probe_file(source)
     assert why_not_playable(media) is None
     out = tmp_path / "out"
     assets = copy_to_hls(source, media, out, settings.media, None)
@@ -490,13 +490,12 @@ def test_stream_copy_is_playable_hls(tmp_path: Path) -> None:
 
 
 def test_only_h264_with_aac_or_silence_is_copied(tmp_path: Path) -> None:
-    settings = media_settings(tmp_path)
     silent = make_source(tmp_path / "silent.mp4", duration=1, audio=None)
-    assert why_not_playable(probe_file(silent, settings.media)) is None
+    assert why_not_playable(probe_file(silent)) is None
     mp3 = make_source(tmp_path / "mp3.mkv", duration=1, extra=("-c:a", "libmp3lame"))
-    assert "not AAC" in (why_not_playable(probe_file(mp3, settings.media)) or "")
+    assert "not AAC" in (why_not_playable(probe_file(mp3)) or "")
     vp9 = make_source(tmp_path / "vp9.webm", duration=1, audio=None, extra=VP9)
-    assert "not H.264" in (why_not_playable(probe_file(vp9, settings.media)) or "")
+    assert "not H.264" in (why_not_playable(probe_file(vp9)) or "")
 
 
 # -- through the executor: stages, skips, kill and re-run ----------------------------------
@@ -631,7 +630,7 @@ def test_watchdog_stops_a_stuck_ffmpeg_as_a_transient_failure(
 ) -> None:
     source = make_source(tmp_path / "source.mp4", duration=10)
     settings = media_settings(tmp_path, **overrides)
-    media = probe_file(source, settings.media)
+    media = probe_file(source)
     pipe = SlowPipe(source, tmp_path / "stuck.mp4")
     started = time.monotonic()
     try:
