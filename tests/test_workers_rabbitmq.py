@@ -1,6 +1,6 @@
-"""RabbitMQ as the broker through the same settings (``celery.broker_url = amqp://...``): the
-machine's RabbitMQ (127.0.0.1:5672, guest/guest) carries the tasks; Redis, the tests' own,
-keeps the job store and results."""
+"""RabbitMQ as the broker through the same settings (``celery.broker_url = amqp://...``): a
+private RabbitMQ node the test starts carries the tasks; Redis, the tests' own, keeps the job
+store and results."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pipeline.jobstore import JobStore
 from tests.conftest import make_settings
 from tests.support.httpserver import MediaServer
 from tests.support.media import make_clip
+from tests.support.rabbitmq import RabbitMQServer
 from tests.support.workers import (
     ALL_QUEUES,
     RedisServer,
@@ -28,14 +29,16 @@ from workers.producer import Producer
 
 pytestmark = pytest.mark.slow
 
-BROKER = "amqp://guest:guest@127.0.0.1:5672//"
-
 
 def test_jobs_run_with_rabbitmq_as_the_broker(tmp_path: Path) -> None:
-    with Connection(BROKER, connect_timeout=5) as connection:
-        connection.ensure_connection(max_retries=3)  # the machine's RabbitMQ must be up
-    with RedisServer(tmp_path / "redis") as redis_server, MediaServer(tmp_path / "www") as server:
-        celery = celery_test_settings(redis_server.url, broker_url=BROKER)
+    with (
+        RabbitMQServer() as rabbit,
+        RedisServer(tmp_path / "redis") as redis_server,
+        MediaServer(tmp_path / "www") as server,
+    ):
+        with Connection(rabbit.url, connect_timeout=5) as connection:
+            connection.ensure_connection(max_retries=3)
+        celery = celery_test_settings(redis_server.url, broker_url=rabbit.url)
         settings = make_settings(tmp_path, celery=celery, **tiny_sections())
         config = write_config(tmp_path / "recast.toml", settings)
         store = JobStore(settings.celery)
@@ -50,4 +53,5 @@ def test_jobs_run_with_rabbitmq_as_the_broker(tmp_path: Path) -> None:
                 record = wait_final(store, job_id, 120)
                 assert str(record.state.status) == "succeeded", record.state
                 assert all(record.rt(n).completions == 1 for n in default_dag().names)
-        assert "Connected to amqp://guest:**@127.0.0.1:5672//" in worker.log_path.read_text()
+        connected = f"Connected to amqp://guest:**@127.0.0.1:{rabbit.port}//"
+        assert connected in worker.log_path.read_text()
