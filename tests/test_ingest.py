@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from pipeline.dag import Dag
 from pipeline.errors import ErrorCode, RecastError, retry_decision
 from pipeline.executor import LocalExecutor
+from pipeline.ingest import STAGE as INGEST_STAGE
 from pipeline.ingest import expand, load_info
 from pipeline.job import JobSpec, JobState, JobStatus
-from pipeline.preview import PreviewPublisher
+from pipeline.publish.publisher import CardPublisher
 from pipeline.settings import Settings
 from pipeline.workspace import Workspace
 from tests.conftest import make_settings
@@ -42,9 +44,14 @@ def thumbnail(media_dir: Path) -> Path:
     return path
 
 
+INGEST_ONLY = Dag.of([INGEST_STAGE])
+
+
 def ingest(settings: Settings, source: str, event: str | None = None) -> JobState:
-    publisher = PreviewPublisher(settings)
-    return LocalExecutor(settings, publisher=publisher).run(JobSpec(source=source, event=event))
+    """The ingest stage alone (the rest of the DAG is other tests' business)."""
+    publisher = CardPublisher(settings)
+    executor = LocalExecutor(settings, dag=INGEST_ONLY, publisher=publisher)
+    return executor.run(JobSpec(source=source, event=event))
 
 
 def ingest_dir(settings: Settings, state: JobState) -> Path:
