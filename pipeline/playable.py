@@ -14,6 +14,7 @@ Outputs (stage directory ``playable/``, published under the same keys, provision
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pipeline import ffmpeg_tools, hls
 from pipeline.ffmpeg_tools import Graph, Output
@@ -50,7 +51,7 @@ def copy_to_hls(
     assert media.video is not None
     directory = out / COPY_DIR / STREAM_DIR
     directory.mkdir(parents=True, exist_ok=True)
-    options = {
+    options: dict[str, Any] = {
         "c": "copy",
         "f": "hls",
         "hls_time": settings.segment_s,
@@ -59,6 +60,8 @@ def copy_to_hls(
         "hls_fmp4_init_filename": "init.mp4",
         "hls_segment_filename": str(directory / "seg_%05d.m4s"),
     }
+    if media.audio is not None:
+        options["bsf:a"] = "aac_adtstoasc"  # ADTS (MPEG-TS sources) to MP4's form; else a no-op
     graph = Graph(
         source=str(source),
         video_stream=str(media.video.index),

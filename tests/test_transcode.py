@@ -447,6 +447,15 @@ def test_source_without_audio_gets_a_video_only_ladder(tmp_path: Path) -> None:
     assert decode_errors(out / "hls" / "master.m3u8") == ""
 
 
+def test_digital_silence_is_encoded_without_normalising(tmp_path: Path) -> None:
+    source = make_source(tmp_path / "silence.mp4", duration=2, audio="anullsrc=r=48000:cl=stereo")
+    out = tmp_path / "out"
+    _, _, data = run_transcode(source, out, media_settings(tmp_path))
+    assert "loudness_source_lufs" not in data, "nothing to measure, nothing amplified"
+    assert (out / "mp4" / "audio.m4a").is_file()
+    assert decode_errors(out / "hls" / "master.m3u8") == ""
+
+
 def test_audio_only_source_gets_audio_renditions(tmp_path: Path) -> None:
     loud = "aevalsrc=0.8*sin(2*PI*220*t)|0.7*sin(2*PI*330*t):s=44100"
     source = make_source(tmp_path / "talk.m4a", duration=5, video=False, audio=loud)
@@ -468,8 +477,9 @@ def test_audio_only_source_gets_audio_renditions(tmp_path: Path) -> None:
 # -- the first playable stream -----------------------------------------------------------
 
 
-def test_stream_copy_is_playable_hls(tmp_path: Path) -> None:
-    source = make_source(tmp_path / "source.mp4", duration=5)
+@pytest.mark.parametrize("container", ["mp4", "ts"])
+def test_stream_copy_is_playable_hls(tmp_path: Path, container: str) -> None:
+    source = make_source(tmp_path / f"source.{container}", duration=5)
     settings = media_settings(tmp_path)
     media = probe_file(source)
     assert why_not_playable(media) is None
