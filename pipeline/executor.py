@@ -27,7 +27,7 @@ from pipeline.job import (
     StageStatus,
     utcnow,
 )
-from pipeline.runner import run_stage
+from pipeline.runner import finished_result, run_stage
 from pipeline.settings import Settings
 from pipeline.stage import Publisher, Stage, StageContext, StageResult
 from pipeline.workspace import Workspace
@@ -138,6 +138,10 @@ class _JobRun:
     def _run_once(self, stage: Stage) -> None:
         if self.executor.cancel_event.is_set():
             raise RecastError(ErrorCode.JOB_CANCELLED, "The job was cancelled.")
+        earlier = finished_result(self.workspace, stage.name)
+        if earlier is not None:  # done in an earlier run: no attempt is spent on it
+            self._complete(stage.name, earlier, ran=False, warnings=[])
+            return
         stage_state = self.state.stages[stage.name]
         self._update(
             stage.name,

@@ -100,6 +100,7 @@ def test_outputs_appear_only_when_stage_finishes_and_rerun_skips(tmp_path: Path)
     assert rec.calls == [], "finished stages are skipped on a re-run"
     state = workspace.load_state()
     assert state is not None and state.stages["d"].detail.startswith("already done")
+    assert state.stages["d"].attempts == 1, "skipping a finished stage spends no attempt"
 
 
 def test_damaged_output_is_redone(tmp_path: Path) -> None:
