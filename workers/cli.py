@@ -172,6 +172,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown queue(s) {unknown}; choose from {[q.value for q in Queue]}")
     hostname = args.hostname or f"{'+'.join(queues)}@{socket.gethostname()}"
     argv = [
+        "--quiet",  # no startup banner: every line a worker prints is a JSON log line
         "worker",
         "--pool=prefork",
         f"--queues={','.join(queues)}",
@@ -183,6 +184,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "--without-mingle",
         "--without-gossip",
     ]
+    # JSON lines from the first line on, Python warnings included (Celery's start-up checks
+    # warn before its own logging set-up runs).
+    logs.configure(settings.log.level, settings.log.json_lines, root_level=settings.log.level)
     get_app().worker_main(argv)
     return EXIT_OK
 
