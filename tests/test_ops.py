@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.dag import default_dag
@@ -33,6 +33,7 @@ from pipeline.job import FINISHED_STAGE_STATUSES, JobSpec, JobStatus, StageStatu
 from pipeline.jobstore import JobRecord, JobStore
 from pipeline.settings import Settings
 from tests.conftest import make_settings
+from tests.support.browser import ARTIFACTS, chromium
 from tests.support.httpserver import MediaServer, Response
 from tests.support.media import make_clip
 from tests.support.workers import (
@@ -57,16 +58,6 @@ TOKEN = "ops-tests-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RECAST = str(Path(sys.executable).parent / "recast")
 DAG = default_dag()
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = ROOT / "test-artifacts"
 OPS_TEST_SETTINGS = {
     "sample_interval_s": 0.5,
     "worker_report_s": 0.5,
@@ -408,17 +399,8 @@ def test_grafana_dashboard_queries_only_exported_metrics(cluster: Cluster) -> No
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
-        )
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), 1400, 1000) as context:
         yield context
-        context.close()
 
 
 def _row(page: Page, job_id: str) -> Any:

@@ -15,26 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page
 
 from pipeline.card import Card
 from pipeline.publish import webhooks
 from pipeline.publish.stage import run_publish
 from pipeline.publish.writer import upload_type
 from tests.conftest import make_settings
+from tests.support.browser import ARTIFACTS, chromium
 from tests.support.httpserver import MediaServer
 from tests.support.publishing import TRICKY_TITLE, JobMedia, make_info, make_job, stage_context
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
@@ -53,17 +43,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MediaServer
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=ARGS,
-            viewport={"width": 1280, "height": 900},
-        )
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), 1280, 900) as context:
         yield context
-        context.close()
 
 
 def open_page(browser: BrowserContext, url: str) -> tuple[Page, list[str]]:
