@@ -301,6 +301,11 @@ def square_box(pixels: NDArray[np.float64]) -> tuple[float, float]:
     return (best, 0.0) if width > height else (0.0, best)
 
 
+def _thumb_asset(key: str, role: AssetRole, **fields: Any) -> OutputAsset:
+    """An image or track of this stage, published under the same key it has in the stage."""
+    return OutputAsset(file=key, key=key, role=role, **fields)
+
+
 def write_posters(
     frame: Path, out: Path, thumbs: ThumbnailSettings, time: float | None
 ) -> tuple[list[OutputAsset], str]:
@@ -324,9 +329,8 @@ def write_posters(
             _save(sized, target, thumbs)
             key = f"{THUMBS_DIR}/{target.name}"
             assets.append(
-                OutputAsset(
-                    file=key,
-                    key=key,
+                _thumb_asset(
+                    key,
                     role=AssetRole.POSTER,
                     width=width,
                     height=height,
@@ -343,9 +347,8 @@ def write_posters(
     _save(square, out / "poster-square.jpg", thumbs)
     key = f"{THUMBS_DIR}/poster-square.jpg"
     assets.append(
-        OutputAsset(
-            file=key,
-            key=key,
+        _thumb_asset(
+            key,
             role=AssetRole.POSTER_SQUARE,
             width=size,
             height=size,
@@ -384,9 +387,8 @@ def video_thumbnails(
     for sheet in board.sheets:
         key = f"{THUMBS_DIR}/{sheet.file.name}"
         assets.append(
-            OutputAsset(
-                file=key,
-                key=key,
+            _thumb_asset(
+                key,
                 role=AssetRole.STORYBOARD,
                 width=sheet.width,
                 height=sheet.height,
@@ -399,9 +401,8 @@ def video_thumbnails(
         )
     key = f"{THUMBS_DIR}/{board.vtt.name}"
     assets.append(
-        OutputAsset(
-            file=key,
-            key=key,
+        _thumb_asset(
+            key,
             role=AssetRole.STORYBOARD_VTT,
             duration=media.duration,
             extra={"interval": board.interval, "tiles": board.tiles},
@@ -415,9 +416,8 @@ def video_thumbnails(
     for name in ("preview.mp4", "preview.webp"):
         key = f"{THUMBS_DIR}/{name}"
         assets.append(
-            OutputAsset(
-                file=key,
-                key=key,
+            _thumb_asset(
+                key,
                 role=AssetRole.PREVIEW_CLIP,
                 width=width,
                 height=height,
@@ -447,9 +447,8 @@ def audio_thumbnails(
     waveform(source, media, settings, picture, ctx)
     key = f"{THUMBS_DIR}/{picture.name}"
     assets = [
-        OutputAsset(
-            file=key,
-            key=key,
+        _thumb_asset(
+            key,
             role=AssetRole.WAVEFORM,
             width=WAVEFORM_SIZE[0],
             height=WAVEFORM_SIZE[1],
