@@ -17,7 +17,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from tests.support.browser import ARTIFACTS, chromium
 from tests.support.httpserver import MediaServer, Response
 from tests.support.media import make_clip
 from tests.support.workers import (
+    RECAST,
     ROOT,
     RedisServer,
     Worker,
@@ -56,7 +56,6 @@ pytestmark = pytest.mark.slow
 
 TOKEN = "ops-tests-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-RECAST = str(Path(sys.executable).parent / "recast")
 DAG = default_dag()
 OPS_TEST_SETTINGS = {
     "sample_interval_s": 0.5,
