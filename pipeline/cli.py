@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from pipeline import logs
 from pipeline.errors import ConfigError, ErrorCode, RecastError
 from pipeline.job import JobSpec, JobState, JobStatus
+from pipeline.publish.ownership import FORCE_OPTION
 from pipeline.settings import Settings, load_settings
 
 # Modules that add subcommands: each defines ``register(subparsers)``.
@@ -146,7 +147,8 @@ def cmd_process(args: argparse.Namespace) -> int:
             _say_error(console, submitted, error, args.json)
             continue
         for source in sources:
-            spec = JobSpec(source=source, event=args.event)
+            options = {FORCE_OPTION: True} if args.replace_card else {}
+            spec = JobSpec(source=source, event=args.event, options=options)
             with StageBars(console, enabled=bars_enabled) as bars:
                 state = LocalExecutor(settings, observer=bars, publisher=publisher).run(spec)
             results.append(_job_summary(state, settings))
@@ -211,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--work", help="workspace directory (storage.workspace)")
     process.add_argument("--event", help="the event the recordings belong to")
     process.add_argument("--json", action="store_true", help="print the result as JSON")
+    process.add_argument(
+        "--replace-card",
+        action="store_true",
+        help="replace a card of the same id even if another source published it",
+    )
     process.set_defaults(func=cmd_process)
 
     schema = sub.add_parser("schema", help="print the card's JSON Schema")

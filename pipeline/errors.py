@@ -26,6 +26,8 @@ class ErrorCode(StrEnum):
     LIMIT_DURATION = "limit.duration"
     LIMIT_FILESIZE = "limit.filesize"
     MEDIA_INVALID = "media.invalid"
+    CARD_CONFLICT = "card.conflict"
+    """The card id is taken by a card of another source; never replaced unless forced."""
     NETWORK_TIMEOUT = "network.timeout"
     NETWORK_RATE_LIMITED = "network.rate_limited"
     NETWORK_SERVER_ERROR = "network.server_error"
@@ -72,6 +74,7 @@ INPUT_CODES: frozenset[ErrorCode] = frozenset(
         ErrorCode.LIMIT_DURATION,
         ErrorCode.LIMIT_FILESIZE,
         ErrorCode.MEDIA_INVALID,
+        ErrorCode.CARD_CONFLICT,
     }
 )
 
@@ -87,6 +90,7 @@ HINTS: dict[ErrorCode, str] = {
     ErrorCode.LIMIT_DURATION: "Raise ingest.max_duration_s if this recording is wanted.",
     ErrorCode.LIMIT_FILESIZE: "Raise ingest.max_filesize_mb or ingest.max_height.",
     ErrorCode.MEDIA_INVALID: "Check the file plays; re-export or re-upload it.",
+    ErrorCode.CARD_CONFLICT: "Another source owns that card id; resubmit with --replace-card.",
     ErrorCode.NETWORK_TIMEOUT: "Retried automatically; check the source site if it persists.",
     ErrorCode.NETWORK_RATE_LIMITED: "Retried automatically with backoff.",
     ErrorCode.NETWORK_SERVER_ERROR: "Retried automatically; the source site is failing.",

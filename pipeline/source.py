@@ -6,7 +6,36 @@ card read. It keeps only plain values (no URLs with tokens beyond what the card 
 
 from __future__ import annotations
 
+import hashlib
+
 from pydantic import BaseModel, Field
+
+from pipeline.fsutil import safe_name
+from pipeline.job import normalise_source
+
+URL_NAMED_EXTRACTORS = frozenset({"generic", "html5", "html5mediaembed"})
+"""Extractors whose "id" is only a name taken from the URL (``video`` for ``…/video.mp4``), not
+an identity the site guarantees: two sites' ``video.mp4`` must not share a card."""
+
+CARD_ID_READABLE_LENGTH = 100
+
+
+def card_id_for(extractor: str, source_id: str, webpage_url: str) -> str:
+    """The card id of a source: ``<extractor>-<source id>`` when that is already a safe name
+    (case kept: YouTube's ``abcDEF`` and ``ABCdef`` are different videos), else the safe name
+    plus a short hash of what identifies the source, so two sources never share an id.
+    """
+    plain = f"{extractor}-{source_id}"
+    readable = safe_name(plain, max_length=CARD_ID_READABLE_LENGTH)
+    key = extractor.split(":", 1)[0].lower()
+    if key in URL_NAMED_EXTRACTORS:
+        identity = f"{extractor}:{normalise_source(webpage_url) if webpage_url else source_id}"
+    elif readable != plain:
+        identity = f"{extractor}:{source_id}"
+    else:
+        return readable
+    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12]
+    return f"{readable}-{digest}"
 
 
 class Chapter(BaseModel):
@@ -54,9 +83,7 @@ class SourceInfo(BaseModel):
 
     @property
     def card_id(self) -> str:
-        from pipeline.fsutil import safe_name
-
-        return safe_name(f"{self.extractor}-{self.source_id}".lower(), max_length=120)
+        return card_id_for(self.extractor, self.source_id, self.webpage_url)
 
     @property
     def platform(self) -> str:

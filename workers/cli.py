@@ -29,6 +29,7 @@ from pipeline.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, StageBars
 from pipeline.errors import ConfigError, ErrorCode, RecastError
 from pipeline.job import JobStatus
 from pipeline.jobstore import JobRecord
+from pipeline.publish.ownership import FORCE_OPTION
 from pipeline.settings import CONFIG_FILE_ENV, Settings, load_settings
 from pipeline.stage import Queue
 
@@ -97,6 +98,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         event=args.event,
         priority=args.priority,
         force=args.force,
+        options={FORCE_OPTION: True} if args.replace_card else None,
         allow_local=producer.settings.ingest.allow_local_files,
     )
     ids = [s.record.id for s in submitted]
@@ -254,6 +256,11 @@ def register(sub: Any) -> None:
     submit.add_argument("--event", help="the event the recordings belong to (a slug)")
     submit.add_argument("--priority", type=int, default=5, choices=range(10), metavar="0-9")
     submit.add_argument("--force", action="store_true", help="run again even if done before")
+    submit.add_argument(
+        "--replace-card",
+        action="store_true",
+        help="replace a card of the same id even if another source published it",
+    )
     submit.add_argument("--wait", action="store_true", help="follow the jobs until they end")
     submit.add_argument("--json", action="store_true", help="no progress bars")
     submit.set_defaults(func=_guard(cmd_submit))

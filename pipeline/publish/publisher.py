@@ -20,9 +20,10 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.card import Card, CardStatus
+from pipeline.errors import ErrorCode, RecastError
 from pipeline.fsutil import atomic_write_json
 from pipeline.job import JobState, StageStatus, utcnow
-from pipeline.publish import webhooks, writer
+from pipeline.publish import ownership, webhooks, writer
 from pipeline.publish.assemble import Publication, StageOutput, assemble
 from pipeline.publish.static import static_files
 from pipeline.settings import Settings
@@ -107,7 +108,9 @@ def publish_from_stages(
         ingest_dir=ingest_dir,
     )
     ctx.progress(20, f"publishing the {publication.card.status} card")
-    outcome = writer.publish(storage, settings, publication, now=moment)
+    outcome = writer.publish(
+        storage, settings, publication, now=moment, force=ownership.forced(ctx.spec.options)
+    )
     _keep_copy(ctx.out, publication)
     card = outcome.card
     if outcome.published:
@@ -141,6 +144,8 @@ class CardPublisher:
         try:
             self._preview(ctx)
         except Exception as error:  # the preview is a courtesy; it must not fail the ingest
+            if isinstance(error, RecastError) and error.code == ErrorCode.CARD_CONFLICT:
+                raise  # the card belongs to another source: fail before fetching the media
             log.exception("the preview card could not be published")
             ctx.warn(f"preview card not published: {error}")
 
@@ -161,7 +166,13 @@ class CardPublisher:
                 work=work,
                 ingest_dir=ctx.out,
             )
-            outcome = writer.publish(self.storage, self.settings, publication, now=now)
+            outcome = writer.publish(
+                self.storage,
+                self.settings,
+                publication,
+                now=now,
+                force=ownership.forced(ctx.spec.options),
+            )
         finally:
             shutil.rmtree(work, ignore_errors=True)
         if not outcome.published:

@@ -25,7 +25,7 @@ from datetime import datetime
 
 from pipeline.card import Card, CardStatus
 from pipeline.manifest import Asset, Manifest, content_type
-from pipeline.publish import events
+from pipeline.publish import events, ownership
 from pipeline.publish.assemble import PlannedFile, Publication
 from pipeline.publish.static import publish_static
 from pipeline.settings import Settings
@@ -105,12 +105,18 @@ def publish(
     *,
     now: datetime,
     allowed: Callable[[Card | None, Card], bool] | None = None,
+    force: bool = False,
 ) -> Outcome:
-    """Publish ``publication`` atomically to readers; see the module's docstring."""
+    """Publish ``publication`` atomically to readers; see the module's docstring.
+
+    Raises ``card.conflict`` when the card in place belongs to another source (unless
+    ``force``).
+    """
     card = publication.card
     check = allowed or not_worse
     with storage.lock(card_lock(card.id), timeout_s=settings.publish.lock_timeout_s):
         existing = read_card(storage, card.id)
+        ownership.check_owner(existing, card, force=force)
         if not check(existing, card):
             log.info(
                 "card %s stays %s; not replaced by %s",
