@@ -25,10 +25,14 @@ from pipeline.timedtext import Word, is_noise
 _TIMESTAMP = r"(?:(\d{1,}):)?([0-5]\d):([0-5]\d)[.,](\d{3})"
 _TIMING_LINE = re.compile(rf"^\s*{_TIMESTAMP}\s*-->\s*{_TIMESTAMP}(?:\s+.*)?$")
 _INLINE_TIME = re.compile(r"<((?:\d+:)?[0-5]\d:[0-5]\d\.\d{3})>")
-_TAG = re.compile(r"</?[A-Za-z][^>]*>|<(?:\d+:)?\d\d:\d\d\.\d{3}>")
-_ASS_OVERRIDE = re.compile(r"\{\\[^}]*\}")
+# Every pattern here is linear in its input: a tag's body stops at the next "<" (and an ASS
+# override's at the next "{"), so a line of unclosed "<a<a<a…" cannot make each "<" scan the
+# rest of the line (which was quadratic: 32 KB took 1.5 s).
+_TAG = re.compile(r"</?[A-Za-z][^<>]*>|<(?:\d+:)?\d\d:\d\d\.\d{3}>")
+_ASS_OVERRIDE = re.compile(r"\{\\[^{}]*\}")
 _VTT_SKIP_BLOCKS = ("NOTE", "STYLE", "REGION")
-MAX_CAPTION_BYTES = 20 * 1024 * 1024
+MAX_CAPTION_BYTES = 10 * 1024 * 1024
+"""The default cap of a caption file (``ingest.max_caption_mb``)."""
 
 
 class CaptionError(ValueError):
@@ -139,14 +143,18 @@ def parse_caption_text(text: str, hint: str = "") -> SourceCaptions:
     return SourceCaptions(cues=cues, format=fmt, rolling=_is_rolling(cues))
 
 
-def parse_caption_file(path: Path) -> SourceCaptions:
-    """Parse a caption file; :class:`CaptionError` when it cannot be used."""
+def parse_caption_file(path: Path, max_bytes: int = MAX_CAPTION_BYTES) -> SourceCaptions:
+    """Parse a caption file; :class:`CaptionError` when it cannot be used (or is over
+    ``max_bytes``)."""
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise CaptionError(f"{path.name} cannot be read: {exc.strerror}") from exc
-    if size > MAX_CAPTION_BYTES:
-        raise CaptionError(f"{path.name} is too large for a caption file")
+    if size > max_bytes:
+        raise CaptionError(
+            f"{path.name} is {size / 1048576:.1f} MB, over the caption limit of "
+            f"{max_bytes / 1048576:.1f} MB"
+        )
     return parse_caption_text(_decode(path.read_bytes()), path.suffix)
 
 
@@ -155,8 +163,14 @@ def parse_caption_file(path: Path) -> SourceCaptions:
 
 def _plain(line: str) -> str:
     """A cue line without markup, entities decoded, spaces collapsed."""
-    text = _ASS_OVERRIDE.sub("", _TAG.sub("", line))
-    return " ".join(html.unescape(text).replace("\u200e", "").replace("\u200f", "").split())
+    text = line
+    if "<" in text or "{" in text:
+        text = _ASS_OVERRIDE.sub("", _TAG.sub("", text))
+    if "&" in text:
+        text = html.unescape(text)
+    if "\u200e" in text or "\u200f" in text:
+        text = text.replace("\u200e", "").replace("\u200f", "")
+    return " ".join(text.split())
 
 
 def _is_rolling(cues: list[SourceCue]) -> bool:
@@ -173,9 +187,14 @@ def _is_rolling(cues: list[SourceCue]) -> bool:
     return len(cues) >= 3 and repeats >= len(cues) * 0.3
 
 
+MAX_ROLLING_OVERLAP = 4
+"""Rolling captions repeat one or two lines; looking further would make a cue of many lines
+cost the square of its length."""
+
+
 def _overlap(previous: list[str], lines: list[str]) -> int:
     """How many leading ``lines`` repeat the end of ``previous``."""
-    for size in range(min(len(previous), len(lines)), 0, -1):
+    for size in range(min(len(previous), len(lines), MAX_ROLLING_OVERLAP), 0, -1):
         if lines[:size] == previous[-size:]:
             return size
     return 0
@@ -210,8 +229,7 @@ def _timed_line_words(line: str, start: float, end: float) -> list[Word]:
     return words
 
 
-def _line_words(raw: str, start: float, end: float) -> list[Word]:
-    plain = _plain(raw)
+def _line_words(raw: str, plain: str, start: float, end: float) -> list[Word]:
     if not plain:
         return []
     if is_noise(plain):
@@ -241,26 +259,26 @@ def caption_words(captions: SourceCaptions) -> list[Word]:
     previous: list[str] = []
     last_noise = ""
     for cue in captions.cues:
-        raw_lines = [line for line in cue.lines if _plain(line)]
-        lines = [_plain(line) for line in raw_lines]
+        pairs = [(line, plain) for line in cue.lines if (plain := _plain(line))]
+        lines = [plain for _raw, plain in pairs]
         if captions.rolling:
-            fresh = raw_lines[_overlap(previous, lines) :]
+            fresh = pairs[_overlap(previous, lines) :]
             previous = lines or previous
         else:
-            fresh = raw_lines
+            fresh = pairs
         cue_words: list[Word] = []
         line_count = len(fresh)
-        for index, raw in enumerate(fresh):
+        for index, (raw, plain) in enumerate(fresh):
             if line_count > 1 and not _INLINE_TIME.search(raw):
                 share = (cue.end - cue.start) / line_count
                 line_start, line_end = cue.start + index * share, cue.start + (index + 1) * share
             else:
                 line_start, line_end = cue.start, cue.end
-            found = _line_words(raw, line_start, line_end)
+            found = _line_words(raw, plain, line_start, line_end)
             if found and found[0].noise:
-                if _plain(raw) == last_noise and captions.rolling:
+                if plain == last_noise and captions.rolling:
                     continue  # a repeated "[Music]" line of a rolling track
-                last_noise = _plain(raw)
+                last_noise = plain
             elif found:
                 last_noise = ""
             cue_words.extend(found)

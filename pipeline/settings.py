@@ -53,6 +53,8 @@ class IngestSettings(Section):
     fragment_retries: int = Field(5, ge=0)
     playlist_max_entries: int = Field(500, ge=1)
     user_agent: str = ""
+    max_caption_mb: float = Field(10, gt=0, le=1024)
+    """A caption file bigger than this is not used (a 3-hour rolling track is about 2 MB)."""
 
     @field_validator("allowed_private_networks")
     @classmethod

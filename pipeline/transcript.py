@@ -102,9 +102,13 @@ def ranked_tracks(info: SourceInfo, wanted: str | None) -> list[SubtitleTrack]:
     return [track for _, track in sorted(enumerate(tracks), key=rank)]
 
 
-def _parse_track(ingest_dir: Path, track: SubtitleTrack) -> SourceCaptions:
+def _caption_cap(ctx: StageContext) -> int:
+    return int(ctx.settings.ingest.max_caption_mb * 1024 * 1024)
+
+
+def _parse_track(ingest_dir: Path, track: SubtitleTrack, max_bytes: int) -> SourceCaptions:
     assert track.file is not None
-    parsed = parse_caption_file(ingest_dir / track.file)
+    parsed = parse_caption_file(ingest_dir / track.file, max_bytes)
     if not any(not w.noise for w in caption_words(parsed)):
         raise CaptionError("no spoken words in it")
     return parsed
@@ -121,7 +125,7 @@ def from_captions(
         if wanted is not None and not _same_language(track.lang, wanted):
             continue
         try:
-            parsed = _parse_track(ingest_dir, track)
+            parsed = _parse_track(ingest_dir, track, _caption_cap(ctx))
         except CaptionError as error:
             ctx.warn(f"Source captions {track.file} are unusable ({error}); passed over.")
             continue
@@ -155,7 +159,7 @@ def other_tracks(ctx: StageContext, ranked: list[SubtitleTrack], outcome: Outcom
         if languages.base(track.lang) in seen:
             continue
         try:
-            parsed = _parse_track(ingest_dir, track)
+            parsed = _parse_track(ingest_dir, track, _caption_cap(ctx))
         except CaptionError as error:
             ctx.warn(f"Source captions {track.file} are unusable ({error}); not published.")
             continue

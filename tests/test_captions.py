@@ -4,6 +4,7 @@ on any word stream, and the strictness of every VTT the writers emit."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from pipeline.captions import (
 from pipeline.cardbuilder import choose_excerpt
 from pipeline.subtitles import CueRules, build_cues, to_srt, to_vtt, wrap_words
 from pipeline.timedtext import Word
+from tests.support.captions import rolling_vtt
 from tests.support.webvtt_strict import WebVTTError, check_rules, check_webvtt
 
 RULES = CueRules()
@@ -262,3 +264,44 @@ def test_excerpt_from_description_with_sentences_else_transcript() -> None:
     assert excerpt.startswith("Good morning and welcome") and excerpt.endswith(" [...]")
     assert len(excerpt) <= 120 + len(" [...]")
     assert choose_excerpt(bare, "", 120) == bare
+
+
+# -- caps and cost -----------------------------------------------------------------------------
+
+HOSTILE_LINES = {
+    "unclosed tags": "<a",
+    "unclosed ASS overrides": "{\\",
+    "inline times with long digits": "<1" + "1" * 50,
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("unit", HOSTILE_LINES.values(), ids=HOSTILE_LINES.keys())
+def test_hostile_caption_lines_parse_in_linear_time(unit: str) -> None:
+    # Half a megabyte on one line: a pattern that rescans the rest of the line from every "<"
+    # or "{" needs tens of minutes for this (32 KB took 1.5 s before); a linear one, well under
+    # a second (bench/bench_captions.py has the figures). The timeout only catches a relapse.
+    line = unit * (512 * 1024 // len(unit))
+    words = caption_words(parse_caption_text(f"WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n{line}\n"))
+    # Nothing in it is a complete tag, override or timestamp: the text survives as it is.
+    assert [w.text.strip() for w in words] == [line]
+
+
+def test_a_256_kb_rolling_track_parses_whole() -> None:
+    text = rolling_vtt(256 * 1024)
+    parsed = parse_caption_text(text, "vtt")
+    words = caption_words(parsed)
+    assert parsed.rolling and len(text) >= 256 * 1024
+    spoken = [w.text.strip() for w in words if not w.noise]
+    # Six new words per pair of cues, none repeated by the rolling display.
+    assert len(spoken) == 6 * (len(parsed.cues) // 2)
+    assert spoken[:6] == ["good", "morning", "and", "welcome", "to", "the"]
+    assert all(a.start <= b.start for a, b in itertools.pairwise(words))
+
+
+def test_a_caption_file_over_the_cap_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.en.vtt"
+    path.write_text(rolling_vtt(64 * 1024), encoding="utf-8")
+    assert parse_caption_file(path, max_bytes=128 * 1024).cues
+    with pytest.raises(CaptionError, match="over the caption limit"):
+        parse_caption_file(path, max_bytes=32 * 1024)
