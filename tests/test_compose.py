@@ -25,7 +25,16 @@ RECAST_SERVICES = {n: s for n, s in SERVICES.items() if s.get("image") == "recas
 WORKERS = {n: s for n, s in RECAST_SERVICES.items() if s["command"][:2] == ["recast", "worker"]}
 DEFAULTS = {
     "RECAST_API_TOKENS": '["compose-test-token"]',
+    "RECAST_REDIS_PASSWORD": "compose-redis-password",
+    "RECAST_WEBHOOK_SECRET": "compose-webhook-secret",
+    "RECAST_FLOWER_AUTH": "ops:compose-flower-password",
 }
+REQUIRED = (
+    "RECAST_API_TOKENS",
+    "RECAST_REDIS_PASSWORD",
+    "RECAST_WEBHOOK_SECRET",
+    "RECAST_FLOWER_AUTH",
+)
 
 
 def _interpolate(value: str) -> str:
@@ -60,7 +69,9 @@ def test_every_service_and_its_health_check() -> None:
 def test_redis_keeps_an_append_only_file_and_never_evicts() -> None:
     redis = SERVICES["redis"]
     mounted = {v.split(":")[1]: v.split(":")[0] for v in redis["volumes"] if v.startswith("./")}
-    config_path = redis["command"][1]
+    started = re.search(r"redis-server (\S+)", " ".join(redis["command"]))
+    assert started is not None
+    config_path = started.group(1)
     conf = (ROOT / mounted[config_path]).read_text()
     settings = dict(
         line.split(None, 1) for line in conf.splitlines() if line and not line.startswith("#")
@@ -118,8 +129,12 @@ def test_services_agree_on_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         settings = load_settings()  # a bad value would fail here, naming the key
-        assert settings.celery.broker_url == "redis://redis:6379/0"
-        assert settings.celery.redis_url.startswith("redis://redis:6379/")
+        password = DEFAULTS["RECAST_REDIS_PASSWORD"]
+        assert settings.celery.broker_url == f"redis://:{password}@redis:6379/0"
+        assert settings.celery.redis_url.startswith(f"redis://:{password}@redis:6379/")
+        assert settings.celery.result_backend.startswith(f"redis://:{password}@redis:6379/")
+        assert settings.publish.webhook_secret == DEFAULTS["RECAST_WEBHOOK_SECRET"]
+        assert settings.ingest.allow_local_files is False, f"{name} would read local files"
         assert settings.storage.workspace.startswith("/data/")
         if name == "api":
             assert settings.api.tokens == ["compose-test-token"]
@@ -143,3 +158,53 @@ def test_the_image_installs_ffmpeg_and_the_package() -> None:
                 assert (ROOT / source).exists(), source
     build = {s.get("build") for s in RECAST_SERVICES.values()}
     assert build == {"."}
+
+
+def test_nothing_starts_without_its_secret() -> None:
+    """Every secret is required (``${VAR:?}``): an empty environment stops compose at once."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name in REQUIRED:
+        assert re.search(rf"\$\{{{name}:\?", text), f"{name} has a default or is optional"
+    for found in re.finditer(
+        r"\$\{(RECAST_[A-Z_]*(?:PASSWORD|SECRET|TOKENS|AUTH|KEY)[A-Z_]*):-([^}]*)\}", text
+    ):
+        assert found.group(2) == "", f"{found.group(1)} has a default value"
+
+
+def test_redis_needs_a_password_and_every_service_sends_it() -> None:
+    redis = SERVICES["redis"]
+    assert "--requirepass" in " ".join(redis["command"])
+    assert "REDISCLI_AUTH" in " ".join(redis["healthcheck"]["test"]), "the health check logs in"
+    assert "ports" not in redis, "Redis is reachable from the compose network only"
+    for name, service in RECAST_SERVICES.items():
+        env = _environment(service)
+        for key in ("RECAST_CELERY__BROKER_URL", "RECAST_CELERY__REDIS_URL"):
+            assert f":{DEFAULTS['RECAST_REDIS_PASSWORD']}@" in env[key], (name, key)
+
+
+def test_flower_and_minio_are_not_open() -> None:
+    flower = SERVICES["flower"]
+    env = _environment(flower)
+    user, _, password = env["FLOWER_BASIC_AUTH"].partition(":")
+    assert user and password, "Flower asks for basic-auth credentials"
+    for service in (flower, SERVICES["minio"]):
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{port} is published on every interface"
+    minio_env = _environment(SERVICES["minio"])
+    assert minio_env["MINIO_ROOT_USER"] == "" and minio_env["MINIO_ROOT_PASSWORD"] == ""
+    script = " ".join(SERVICES["minio"]["command"]).replace("$$", "$")
+    for user, password in (("", ""), ("recast", "short"), ("recast", "minioadmin")):
+        refused = subprocess.run(
+            ["sh", "-c", script.replace("exec minio server", "exit 0; exec minio server")],
+            env={"MINIO_ROOT_USER": user, "MINIO_ROOT_PASSWORD": password, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            check=False,
+        )
+        assert refused.returncode == 1, (user, password)
+    accepted = subprocess.run(
+        ["sh", "-c", script.replace("exec minio server", "exit 0; exec minio server")],
+        env={"MINIO_ROOT_USER": "recast", "MINIO_ROOT_PASSWORD": "a" * 32, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        check=False,
+    )
+    assert accepted.returncode == 0, accepted.stderr
