@@ -18,6 +18,12 @@ moved to ``_webhooks/dead/``. Every attempt carries the same event id (receivers
 on it) and a fresh signature timestamp. A delivery being sent is locked (``flock``), so two
 processes sharing a workspace never send the same attempt twice.
 
+A job's callback URL is not trusted: its host is looked up once, every answer must pass the URL
+policy (``ingest.allowed_private_networks`` lists exceptions), and the request goes to one of
+those checked addresses (:class:`PinnedBackend`), so a DNS answer that changes after the check
+(DNS rebinding) is never connected to. The Host header, TLS SNI and certificate check keep the
+URL's host name. Redirects are never followed.
+
 A :class:`Dispatcher` thread per process delivers what is due; :func:`deliver_due` does one
 pass, for a scheduler to call.
 """
@@ -33,21 +39,23 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 from pydantic import BaseModel, Field
 
-from pipeline.errors import RecastError
+from pipeline.errors import ErrorCode, RecastError
 from pipeline.fsutil import atomic_write_bytes
 from pipeline.job import utcnow
 from pipeline.publish.signature import HEADER, sign
 from pipeline.settings import Settings
+from pipeline.urlpolicy import CheckedAddress, UrlPolicy
 
 log = logging.getLogger("recast.webhooks")
 
@@ -175,6 +183,59 @@ class Outbox:
             os.close(fd)
 
 
+class PinnedBackend(httpcore.SyncBackend):
+    """Opens connections to one origin at addresses checked beforehand, never by its name."""
+
+    def __init__(self, host: str, port: int, addresses: Sequence[CheckedAddress]):
+        self.host = host.lower()
+        self.port = port
+        self.addresses = tuple(addresses)
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        if host.lower() != self.host or port != self.port:
+            raise httpcore.ConnectError(f"{host}:{port} is not the checked {self.host}:{self.port}")
+        failure: Exception = httpcore.ConnectError(f"{host} has no checked address")
+        for address in self.addresses:
+            try:  # an IP literal: the socket layer does not look anything up
+                return super().connect_tcp(address.ip, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure
+
+
+class PinnedTransport(httpx.HTTPTransport):
+    """httpx's transport with a connection pool that connects through a :class:`PinnedBackend`
+    (HTTPTransport takes no network backend, so its pool is replaced; TLS is unchanged: SNI
+    and certificate checks use the URL's host name)."""
+
+    def __init__(self, backend: PinnedBackend):
+        ssl_context = httpx.create_ssl_context()
+        super().__init__(verify=ssl_context)
+        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=backend)
+
+
+def pinned_client(url: str, policy: UrlPolicy, timeout_s: float) -> httpx.Client:
+    """A client for requests to ``url``'s origin only: its host is looked up once here, every
+    answer must pass ``policy`` (else ``source.forbidden``; ``source.unavailable`` when it does
+    not resolve), and connections go to those answers. No proxy, no redirects."""
+    _name, port = policy.target(url)
+    host = httpx.URL(url).raw_host.decode("ascii")  # the name httpcore will ask to connect to
+    backend = PinnedBackend(host, port, policy.resolve(host, port))
+    return httpx.Client(
+        transport=PinnedTransport(backend),
+        timeout=timeout_s,
+        follow_redirects=False,
+        trust_env=False,  # an environment proxy would connect by name, past the pinning
+    )
+
+
 class Sender:
     """Sends due deliveries from an outbox, one attempt each, and records the outcome."""
 
@@ -245,15 +306,14 @@ class Sender:
     def _post(self, delivery: Delivery) -> str | None:
         """None on a 2xx answer, else what went wrong ("refused: …" when never to retry)."""
         publish = self.settings.publish
-        if not delivery.trusted:
-            from pipeline.urlpolicy import UrlPolicy
-
-            try:
-                UrlPolicy.from_networks(self.settings.ingest.allowed_private_networks).check_url(
-                    delivery.url
-                )
-            except RecastError as error:
+        try:
+            client = self._client(delivery)
+        except httpx.InvalidURL as exc:
+            return f"refused: {delivery.url!r} is not a valid URL ({exc})."
+        except RecastError as error:
+            if error.code is ErrorCode.SOURCE_FORBIDDEN:
                 return f"refused: {error.message}"
+            return error.message  # the host did not resolve: retried like a connection failure
         body = delivery.body.encode()
         headers = {
             "Content-Type": "application/json",
@@ -265,7 +325,7 @@ class Sender:
         if publish.webhook_secret:
             headers[HEADER] = sign(publish.webhook_secret, body)
         try:
-            with httpx.Client(timeout=publish.webhook_timeout_s, follow_redirects=False) as client:
+            with client:
                 response = client.post(delivery.url, content=body, headers=headers)
         except httpx.TimeoutException:
             return "timeout"
@@ -274,6 +334,15 @@ class Sender:
         if 200 <= response.status_code < 300:
             return None
         return f"HTTP {response.status_code}"
+
+    def _client(self, delivery: Delivery) -> httpx.Client:
+        """A plain client for a configured URL; a pinned one, checked by the URL policy, for a
+        job's callback URL."""
+        timeout_s = self.settings.publish.webhook_timeout_s
+        if delivery.trusted:
+            return httpx.Client(timeout=timeout_s, follow_redirects=False)
+        policy = UrlPolicy.from_networks(self.settings.ingest.allowed_private_networks)
+        return pinned_client(delivery.url, policy, timeout_s)
 
 
 class Dispatcher:
