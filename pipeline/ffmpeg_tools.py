@@ -11,6 +11,13 @@ It also builds the argument lists of the media stages from small typed descripti
 (:class:`Graph`: one input, a video and an audio filter chain, each split into branches, and
 outputs mapping those branches), so no other module needs ffmpeg-python.
 
+Every input names what it may open (:class:`InputPolicy`, given as input options, so it binds
+that input only): the protocols, the demuxers, and the largest frame its decoders may
+allocate. A source is read with :data:`SOURCE_INPUT`, plain containers from the local file
+only, unless a caller says otherwise; Recast's own segments have narrower policies of their
+own. :func:`run` puts :data:`SOURCE_INPUT` before any input an argument list left without one,
+so a command built by hand cannot forget it either.
+
 Failures come out as :class:`~pipeline.errors.RecastError`, never as tracebacks.
 """
 
@@ -22,6 +29,7 @@ import ctypes
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,7 +37,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +53,177 @@ ProgressCallback = Callable[[float], None]
 _tool_log = logging.getLogger("recast.tool.ffmpeg")
 """ffmpeg's own stderr, line by line, at DEBUG (a job's log keeps it; see pipeline.logs)."""
 
+# -- what an input may open ----------------------------------------------------------------
 
-def probe(path: Path, timeout_s: float = 60.0) -> dict[str, Any]:
-    """ffprobe's JSON for ``path`` (format and streams); ``media.invalid`` if unreadable."""
+DEFAULT_MAX_PIXELS = 7680 * 4320
+"""8K UHD: the default of ``media.max_pixels``, the largest frame (width x height) accepted."""
+
+MP4_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
+"""ffmpeg's one demuxer of the MP4/QuickTime family. It follows no external data reference
+(its ``enable_drefs`` stays off, as by default)."""
+
+SOURCE_DEMUXERS: tuple[str, ...] = (
+    MP4_DEMUXER,  # MP4, MOV, M4A, 3GP: what yt-dlp merges into, and most uploads
+    "matroska,webm",  # MKV, WebM
+    "mpegts",  # TS, as a downloaded HLS stream is joined
+    "mpeg",  # MPEG-PS: .mpg, .vob
+    "flv",
+    "avi",
+    "asf",  # WMV, WMA
+    "mp3",
+    "aac",  # raw ADTS
+    "wav",
+    "ogg",  # Vorbis, Opus, Theora
+    "flac",
+)
+"""Demuxers a source (a download, a producer's file) may be read with: plain containers whose
+data is all inside the one file. ffmpeg matches whole names, so ``webm`` does not admit
+``webm_dash_manifest``. Never a demuxer that opens the files or URLs its input names (hls,
+dash, concat, webm_dash_manifest, image2 sequences, subtitle formats), nor lavfi (a filter
+graph, which reads files through its movie filter). NUT, MXF, raw elementary streams and the
+like stay out until a real source needs them."""
+
+
+def decoder_pixel_cap(max_pixels: int) -> int:
+    """The decoders' ``-max_pixels`` for a limit of ``max_pixels``: an eighth more, since a
+    decoder counts its buffers with the width rounded up for alignment (to 64 at most) and a
+    frame the probe let through must decode (an eighth covers any width from 512 up); never
+    above what the option takes."""
+    return min(max_pixels + max_pixels // 8, 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    """What one input of ffmpeg or ffprobe may open: protocols, demuxers, and the largest frame
+    (width x height) its decoders may allocate."""
+
+    name: str
+    protocols: tuple[str, ...]
+    demuxers: tuple[str, ...]
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def limited_to(self, max_pixels: int) -> InputPolicy:
+        """The same policy with another frame size limit (``media.max_pixels``)."""
+        return replace(self, max_pixels=max_pixels)
+
+    def options(self) -> dict[str, str]:
+        """The input options (ffmpeg-python keyword form)."""
+        return {
+            "protocol_whitelist": ",".join(self.protocols),
+            "format_whitelist": ",".join(self.demuxers),
+            "max_pixels": str(decoder_pixel_cap(self.max_pixels)),
+        }
+
+    def args(self) -> list[str]:
+        """The input options as arguments, to stand before one ``-i`` (or ffprobe's input)."""
+        return [part for key, value in self.options().items() for part in (f"-{key}", value)]
+
+
+SOURCE_INPUT = InputPolicy("source", protocols=("file",), demuxers=SOURCE_DEMUXERS)
+"""A source's media: the one local file, plain containers only. The default everywhere."""
+OWN_OUTPUT_INPUT = InputPolicy("own output", protocols=("file",), demuxers=(MP4_DEMUXER,))
+"""A file Recast wrote itself (an fMP4 init or media segment, measured by :mod:`pipeline.hls`)."""
+OWN_SEGMENTS_INPUT = InputPolicy(
+    "own segments joined", protocols=("concat", "file"), demuxers=(MP4_DEMUXER,)
+)
+"""Recast's own fMP4 segments read as one file through ``concat:a|b|c`` (the MP4 and
+audio.m4a remux): the concat protocol, never the concat demuxer."""
+GENERATED_INPUT = InputPolicy("generated", protocols=("file",), demuxers=("lavfi",))
+"""A test pattern Recast describes itself as a lavfi graph (``recast sample``), never a source."""
+
+_POLICY_FLAGS = frozenset({"-protocol_whitelist", "-format_whitelist", "-max_pixels"})
+"""The input options every :class:`InputPolicy` sets."""
+
+
+def source_input(max_pixels: int) -> InputPolicy:
+    """:data:`SOURCE_INPUT` with the frame size limit of the settings (``media.max_pixels``)."""
+    return SOURCE_INPUT.limited_to(max_pixels)
+
+
+def with_input_policy(args: Sequence[str], policy: InputPolicy = SOURCE_INPUT) -> list[str]:
+    """``args`` with ``policy`` before every ``-i`` whose input options lack a whole policy
+    (the inserted options come last, so they win over partial ones)."""
+    guarded: list[str] = []
+    since_input: set[str] = set()
+    for arg in args:
+        if arg == "-i":
+            if not _POLICY_FLAGS.issubset(since_input):
+                guarded.extend(policy.args())
+            since_input = set()
+        else:
+            since_input.add(arg)
+        guarded.append(arg)
+    return guarded
+
+
+_NOT_ON_WHITELIST = re.compile(r"\[([\w,]+) @ 0x[0-9a-f]+\] Format not on whitelist")
+_TOO_MANY_PIXELS = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count")
+_REFUSED_KINDS = {
+    "hls": "an HLS playlist",
+    "dash": "a DASH manifest",
+    "webm_dash_manifest": "a WebM DASH manifest",
+    "concat": "an ffconcat script",
+    "image2": "an image or image sequence",
+    "lavfi": "a filter graph",
+    "srt": "a subtitle file",
+    "webvtt": "a subtitle file",
+    "ass": "a subtitle file",
+}
+
+
+def _refused_kind(demuxer: str) -> str:
+    if demuxer in _REFUSED_KINDS:
+        return _REFUSED_KINDS[demuxer]
+    if demuxer.endswith("_pipe"):
+        return "a still image"
+    return f"in ffmpeg's {demuxer!r} format"
+
+
+def input_refusal(log: str, name: str, max_pixels: int | None = None) -> RecastError | None:
+    """The error for a tool's log that shows an input's policy refusing it: ``limit.pixels``
+    for a frame over the limit (``max_pixels``, when known), ``media.invalid`` for a demuxer
+    not on the list."""
+    pixels = _TOO_MANY_PIXELS.search(log)
+    if pixels is not None:
+        width, height = int(pixels.group(1)), int(pixels.group(2))
+        return pixel_limit_error(name, width, height, max_pixels)
+    refused = _NOT_ON_WHITELIST.search(log)
+    if refused is not None:
+        return RecastError(
+            ErrorCode.MEDIA_INVALID,
+            f"{name} is {_refused_kind(refused.group(1))}, not a media container Recast accepts.",
+        )
+    return None
+
+
+def pixel_limit_error(
+    name: str, width: int, height: int, max_pixels: int | None = None
+) -> RecastError:
+    """``limit.pixels`` for frames of ``width`` x ``height`` (over ``max_pixels``)."""
+    limit = f"{max_pixels / 1e6:.1f} megapixels, " if max_pixels is not None else ""
+    return RecastError(
+        ErrorCode.LIMIT_PIXELS,
+        f"{name} has video frames of {width}x{height} ({width * height / 1e6:.1f} megapixels), "
+        f"over the limit ({limit}media.max_pixels).",
+    )
+
+
+def probe(
+    path: Path, timeout_s: float = 60.0, *, policy: InputPolicy = SOURCE_INPUT
+) -> dict[str, Any]:
+    """ffprobe's JSON for ``path`` (format and streams), read as ``policy`` allows.
+
+    ``media.invalid`` if unreadable or refused by the policy's demuxers ("... is an HLS
+    playlist, not a media container Recast accepts"); ``limit.pixels`` for frames over its
+    limit (the decoders refuse to allocate them, so probing costs no more than a normal file).
+    """
     if not path.is_file() or path.stat().st_size == 0:
         raise RecastError(ErrorCode.MEDIA_INVALID, f"{path.name} is empty or missing.")
     args = [
         FFPROBE,
         "-v",
         "error",
+        *policy.args(),
         "-print_format",
         "json",
         "-show_format",
@@ -67,9 +237,13 @@ def probe(path: Path, timeout_s: float = 60.0) -> dict[str, Any]:
         raise RecastError(
             ErrorCode.MEDIA_INVALID, f"ffprobe took too long on {path.name}."
         ) from exc
+    log = completed.stderr.decode("utf-8", "replace")
+    refusal = input_refusal(log, path.name, policy.max_pixels)
+    if refusal is not None:
+        raise refusal
     if completed.returncode != 0:
-        lines = completed.stderr.decode("utf-8", "replace").strip().splitlines()
-        reason = lines[-1] if lines else "ffprobe failed"
+        lines = log.strip().splitlines()
+        reason = lines[-1].replace(str(path), path.name) if lines else "ffprobe failed"
         raise RecastError(
             ErrorCode.MEDIA_INVALID, f"{path.name} is not a readable media file ({reason})."
         )
@@ -80,13 +254,16 @@ def probe(path: Path, timeout_s: float = 60.0) -> dict[str, Any]:
     return data
 
 
-def last_packet_time(path: Path, from_s: float, timeout_s: float = 60.0) -> float | None:
+def last_packet_time(
+    path: Path, from_s: float, timeout_s: float = 60.0, *, policy: InputPolicy = SOURCE_INPUT
+) -> float | None:
     """The latest timestamp among the packets of ``path`` from ``from_s`` on (demuxing only,
     after a seek: cheap at any length). None when no packet could be read there."""
     args = [
         FFPROBE,
         "-v",
         "error",
+        *policy.args(),
         "-read_intervals",
         f"{max(0.0, from_s):.3f}%",
         "-show_entries",
@@ -158,6 +335,9 @@ class Graph:
     source: str
     outputs: Sequence[Output]
     input_options: Mapping[str, Any] = field(default_factory=dict)
+    """Options of the input besides its policy (seeking, ``skip_frame``...)."""
+    input_policy: InputPolicy = SOURCE_INPUT
+    """What the input may open; a source's media unless the graph says otherwise."""
     video_stream: str = "v:0"
     audio_stream: str = "a:0"
     video: Sequence[Filter] = ()
@@ -209,7 +389,7 @@ def _indexes(value: int | tuple[int, ...] | None) -> tuple[int, ...]:
 
 def graph_args(graph: Graph) -> list[str]:
     """The ffmpeg argument list (without the binary) for ``graph``."""
-    source = ffmpeg.input(graph.source, **dict(graph.input_options))
+    source = ffmpeg.input(graph.source, **_input_options(graph.input_options, graph.input_policy))
     uses_video = any(_indexes(o.video) for o in graph.outputs)
     uses_audio = any(_indexes(o.audio) for o in graph.outputs)
     video = (
@@ -236,14 +416,24 @@ def graph_args(graph: Graph) -> list[str]:
     return build_args(node)
 
 
+def _input_options(options: Mapping[str, Any], policy: InputPolicy) -> dict[str, Any]:
+    clash = set(options) & set(policy.options())
+    if clash:
+        raise ValueError(f"{sorted(clash)} belong to an InputPolicy, not to input options")
+    return {**options, **policy.options()}
+
+
 def copy_args(
     inputs: Sequence[str],
     target: str,
     options: Mapping[str, Any] | None = None,
     global_args: Sequence[str] = (),
+    *,
+    policy: InputPolicy = SOURCE_INPUT,
 ) -> list[str]:
-    """Stream-copy every stream of ``inputs`` (paths or ``concat:a|b`` lists) into ``target``."""
-    streams = [ffmpeg.input(item) for item in inputs]
+    """Stream-copy every stream of ``inputs`` into ``target``, each input read as ``policy``
+    allows (``concat:a|b`` lists need :data:`OWN_SEGMENTS_INPUT`)."""
+    streams = [ffmpeg.input(item, **policy.options()) for item in inputs]
     node = ffmpeg.output(*streams, target, c="copy", **dict(options or {}))
     if global_args:
         node = node.global_args(*global_args)
@@ -292,10 +482,16 @@ def run(
 ) -> RunReport:
     """Run ffmpeg with ``args`` (no binary name), watching it. Raises RecastError on failure.
 
-    A process killed by a signal it did not get from here (the OOM killer, an operator) fails
-    with the transient ``stage.interrupted``; any other failure is ``media.invalid``.
+    Every ``-i`` without a policy of its own gets :data:`SOURCE_INPUT`. A process killed by a
+    signal it did not get from here (the OOM killer, an operator) fails with the transient
+    ``stage.interrupted``; an input the policy refused with ``media.invalid``; a frame over
+    the pixel cap with ``limit.pixels``, even mid-stream (a stream whose size grows after the
+    part the probe read); any other failure with ``media.invalid``.
     """
-    command = [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-progress", "pipe:1", *args]
+    command = [
+        *(FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-progress", "pipe:1"),
+        *with_input_policy(args),
+    ]
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -306,6 +502,7 @@ def run(
     )
     progress = _Progress()
     stderr_tail: deque[str] = deque(maxlen=max(3, log_lines))
+    oversized: list[str] = []
     # The readers run in copies of the caller's context: ffmpeg's lines carry the job's log
     # context (job id, stage, task id) into the job's log.
     readers = [
@@ -316,7 +513,7 @@ def run(
         ),
         threading.Thread(
             target=contextvars.copy_context().run,
-            args=(_read_stderr, process, stderr_tail),
+            args=(_read_stderr, process, stderr_tail, oversized),
             daemon=True,
         ),
     ]
@@ -351,6 +548,10 @@ def run(
             ErrorCode.STAGE_INTERRUPTED,
             f"{what} was killed by signal {-process.returncode} before it finished.",
         )
+    # A decoder refusing a frame over the pixel cap only drops it; ffmpeg may still exit 0.
+    refusal = input_refusal("\n".join([*oversized, *stderr_tail]), f"The input of {what}")
+    if refusal is not None:
+        raise refusal
     if process.returncode != 0:
         tail = "; ".join(line for line in list(stderr_tail)[-3:] if line)
         raise RecastError(
@@ -383,11 +584,14 @@ def _read_progress(
                     on_progress(seconds)
 
 
-def _read_stderr(process: subprocess.Popen[bytes], tail: deque[str]) -> None:
+def _read_stderr(process: subprocess.Popen[bytes], tail: deque[str], oversized: list[str]) -> None:
+    """Keeps the last lines, and the first that says a frame was over the pixel cap."""
     assert process.stderr is not None
     for raw in process.stderr:
         line = raw.decode("utf-8", "replace").rstrip()
         tail.append(line)
+        if not oversized and _TOO_MANY_PIXELS.search(line):
+            oversized.append(line)
         if line:
             _tool_log.debug("%s", line)  # into the job's log (pipeline.joblog), bounded there
 

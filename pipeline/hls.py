@@ -190,10 +190,18 @@ class VideoShape:
     frame_rate: float
 
 
-def video_shape(playlist: MediaPlaylist) -> VideoShape:
-    """Size and frame rate of a rendition, read by ffprobe from its first segment."""
+def video_shape(
+    playlist: MediaPlaylist, max_pixels: int = ffmpeg_tools.DEFAULT_MAX_PIXELS
+) -> VideoShape:
+    """Size and frame rate of a rendition, read by ffprobe from its first segment (Recast's
+    own output: read as an fMP4 file, nothing else)."""
     files = playlist.files()[:2]
-    data = ffmpeg_tools.probe(Path(files[0])) if len(files) == 1 else _probe_concat(files)
+    policy = ffmpeg_tools.OWN_OUTPUT_INPUT.limited_to(max_pixels)
+    data = (
+        ffmpeg_tools.probe(Path(files[0]), policy=policy)
+        if len(files) == 1
+        else _probe_concat(files, policy)
+    )
     for stream in data.get("streams", []):
         if stream.get("codec_type") == "video":
             rate = Fraction(str(stream.get("r_frame_rate") or "0/1"))
@@ -201,11 +209,11 @@ def video_shape(playlist: MediaPlaylist) -> VideoShape:
     raise RecastError(ErrorCode.MEDIA_INVALID, f"{playlist.path} has no video.")
 
 
-def _probe_concat(files: list[Path]) -> dict[str, Any]:
+def _probe_concat(files: list[Path], policy: ffmpeg_tools.InputPolicy) -> dict[str, Any]:
     joined = files[0].parent / f".probe-{files[0].stem}.mp4"
     try:
         atomic_write_bytes(joined, b"".join(f.read_bytes() for f in files))
-        return ffmpeg_tools.probe(joined)
+        return ffmpeg_tools.probe(joined, policy=policy)
     finally:
         joined.unlink(missing_ok=True)
 

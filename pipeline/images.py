@@ -10,16 +10,28 @@ from PIL import Image, UnidentifiedImageError
 from pipeline.fsutil import atomic_write_bytes
 
 MAX_PIXELS = 50_000_000
+"""A larger picture from outside is refused before it is decoded (Pillow's own bomb check
+only warns below twice its MAX_IMAGE_PIXELS)."""
+WEB_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "AVIF")
+"""What a source's thumbnail may be: never a format whose plugin runs a program (EPS starts
+Ghostscript) or one no web page shows (TIFF, PSD, ICNS...)."""
 
 
 def to_jpeg(data: bytes, target: Path, quality: int = 90) -> bool:
-    """Decode ``data`` (any format Pillow reads) and write it as a JPEG. False if undecodable."""
+    """Decode ``data`` (a web image format) and write it as a JPEG. False if undecodable, of
+    another format, or larger than ``MAX_PIXELS``: a decompression bomb is no thumbnail."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=WEB_IMAGE_FORMATS) as image:
             if image.width * image.height > MAX_PIXELS:
                 return False
             rgb = image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,  # raised, not warned, where warnings are errors
+    ):
         return False
     buffer = io.BytesIO()
     rgb.save(buffer, "JPEG", quality=quality, optimize=True, progressive=True)

@@ -64,6 +64,7 @@ def copy_to_hls(
         options["bsf:a"] = "aac_adtstoasc"  # ADTS (MPEG-TS sources) to MP4's form; else a no-op
     graph = Graph(
         source=str(source),
+        input_policy=ffmpeg_tools.source_input(settings.max_pixels),
         video_stream=str(media.video.index),
         audio_stream=str(media.audio.index) if media.audio is not None else "a:0",
         outputs=[
@@ -84,7 +85,7 @@ def copy_to_hls(
     )
     playlist = hls.read_media_playlist(directory / "index.m3u8")
     measured = hls.measure(playlist)
-    shape = hls.video_shape(playlist)
+    shape = hls.video_shape(playlist, settings.max_pixels)
     if media.video.rotation % 180 == 90:  # copied frames keep the source's display matrix
         shape = hls.VideoShape(shape.height, shape.width, shape.frame_rate)
     codecs = hls.codecs(playlist.init_file)

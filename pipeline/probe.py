@@ -11,6 +11,12 @@ grow with the length): a file whose packets stop well before its declared durati
 truncated. An unreadable file, one without
 any video or audio stream, or a truncated one fails with ``media.invalid``.
 
+ffprobe reads the file as :data:`pipeline.ffmpeg_tools.SOURCE_INPUT` allows: the local file
+only, plain media containers only, so a playlist or manifest saved under a video's name (HLS,
+DASH, ffconcat) fails with ``media.invalid`` before anything it names is opened. This stage is
+the gate for frame size: a video whose coded frames are larger than ``media.max_pixels``
+fails with ``limit.pixels`` (the stages after it cap their decoders near the same limit).
+
 Output, in the stage directory ``probe/``: ``media.json``.
 """
 
@@ -42,8 +48,12 @@ class VideoInfo(BaseModel):
     codec: str
     profile: str = ""
     width: int
-    """Coded width (pixels as stored)."""
+    """Width of the frames as stored (before the pixel aspect ratio and rotation)."""
     height: int
+    coded_width: int = 0
+    """The size the decoder works at, as ffprobe reports it (larger than the stored size when
+    a crop applies); 0 when not reported."""
+    coded_height: int = 0
     sar: str = "1:1"
     """Sample (pixel) aspect ratio."""
     rotation: int = 0
@@ -58,6 +68,11 @@ class VideoInfo(BaseModel):
     interlaced: bool = False
     color_transfer: str = ""
     bit_rate: int | None = None
+
+    @property
+    def pixels(self) -> int:
+        """Pixels of one decoded frame: the coded size, else the stored size."""
+        return max(self.width * self.height, self.coded_width * self.coded_height)
 
     @property
     def fps(self) -> float:
@@ -183,6 +198,8 @@ def _video(stream: dict[str, Any]) -> VideoInfo:
         profile=str(stream.get("profile") or ""),
         width=int(stream.get("width") or 0),
         height=int(stream.get("height") or 0),
+        coded_width=_int(stream.get("coded_width")) or 0,
+        coded_height=_int(stream.get("coded_height")) or 0,
         sar=str(stream["sample_aspect_ratio"])
         if _ratio(stream.get("sample_aspect_ratio"))
         else "1:1",
@@ -250,7 +267,9 @@ def describe(data: dict[str, Any], name: str = "the file") -> MediaInfo:
     )
 
 
-def check_complete(path: Path, media: MediaInfo) -> None:
+def check_complete(
+    path: Path, media: MediaInfo, policy: ffmpeg_tools.InputPolicy = ffmpeg_tools.SOURCE_INPUT
+) -> None:
     """Fail with ``media.invalid`` when the packets stop well before the declared duration.
 
     Only the last seconds are read (a seek, then demuxing): a truncated file has no data
@@ -259,7 +278,7 @@ def check_complete(path: Path, media: MediaInfo) -> None:
     if media.duration <= 0:
         return
     tail = max(10.0, 0.05 * media.duration)
-    reached = ffmpeg_tools.last_packet_time(path, media.duration - tail)
+    reached = ffmpeg_tools.last_packet_time(path, media.duration - tail, policy=policy)
     if reached is None or reached < media.duration - max(1.0, 0.02 * media.duration):
         where = "has no data" if reached is None else f"ends at {reached:.1f} s"
         raise RecastError(
@@ -269,15 +288,26 @@ def check_complete(path: Path, media: MediaInfo) -> None:
         )
 
 
-def probe_file(path: Path) -> MediaInfo:
-    """Describe ``path`` and check it is complete."""
-    media = describe(ffmpeg_tools.probe(path), path.name)
+def check_frame_size(media: MediaInfo, max_pixels: int, name: str = "the file") -> None:
+    """Fail with ``limit.pixels`` when the video's frames have more than ``max_pixels``."""
+    video = media.video
+    if video is not None and video.pixels > max_pixels:
+        width = max(video.width, video.coded_width)
+        height = max(video.height, video.coded_height)
+        raise ffmpeg_tools.pixel_limit_error(name, width, height, max_pixels)
+
+
+def probe_file(path: Path, max_pixels: int = ffmpeg_tools.DEFAULT_MAX_PIXELS) -> MediaInfo:
+    """Describe ``path``, a source's media, and check its frame size and that it is complete."""
+    policy = ffmpeg_tools.source_input(max_pixels)
+    media = describe(ffmpeg_tools.probe(path, policy=policy), path.name)
+    check_frame_size(media, max_pixels, path.name)
     if media.duration <= 0:
-        reached = ffmpeg_tools.last_packet_time(path, 0.0)
+        reached = ffmpeg_tools.last_packet_time(path, 0.0, policy=policy)
         if not reached or reached <= 0:
             raise RecastError(ErrorCode.MEDIA_INVALID, f"{path.name} has no measurable length.")
         media.duration = reached
-    check_complete(path, media)
+    check_complete(path, media, policy)
     return media
 
 
@@ -297,7 +327,7 @@ def load_media(stage_dir: Path) -> MediaInfo:
 
 def run(ctx: StageContext) -> StageResult:
     ctx.progress(1, "probing")
-    media = probe_file(source_media(ctx))
+    media = probe_file(source_media(ctx), ctx.settings.media.max_pixels)
     atomic_write_json(ctx.out / MEDIA_FILE, media.model_dump(mode="json"))
     return StageResult.done(
         ctx.out,

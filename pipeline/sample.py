@@ -40,5 +40,6 @@ def make_sample(path: Path, duration_s: float = 8.0) -> Path:
         "+faststart",
         str(path),
     ]
-    ffmpeg_tools.run(args, timeout_s=120, what="sample")
+    generated = ffmpeg_tools.with_input_policy(args, ffmpeg_tools.GENERATED_INPUT)
+    ffmpeg_tools.run(generated, timeout_s=120, what="sample")
     return path

@@ -141,6 +141,7 @@ def extract_frames(
     rate = Fraction(1 / interval).limit_denominator(1000)
     graph = Graph(
         source=str(source),
+        input_policy=ffmpeg_tools.source_input(settings.max_pixels),
         input_options={"skip_frame": "nokey"} if interval >= KEYFRAMES_ONLY_INTERVAL_S else {},
         video_stream=str(media.video.index),
         video=source_filters(
@@ -202,6 +203,7 @@ def preview_clip(
     rate = min(media.video.fps or 25.0, 30.0)
     graph = Graph(
         source=str(source),
+        input_policy=ffmpeg_tools.source_input(settings.max_pixels),
         input_options={"ss": f"{start:.3f}", "t": f"{length:.3f}"},
         video_stream=str(media.video.index),
         video=source_filters(
@@ -251,6 +253,7 @@ def waveform(
     raw = target.with_name(f".raw-{target.name}")
     graph = Graph(
         source=str(source),
+        input_policy=ffmpeg_tools.source_input(settings.max_pixels),
         audio_stream=str(media.audio.index),
         audio=[
             Filter("aformat", options={"channel_layouts": "mono"}),

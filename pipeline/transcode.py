@@ -108,6 +108,7 @@ def measure_loudness(
     assert media.audio is not None
     graph = Graph(
         source=str(source),
+        input_policy=ffmpeg_tools.source_input(settings.max_pixels),
         audio_stream=str(media.audio.index),
         audio=[_stereo(), Filter("ebur128", options={"peak": "true", "framelog": "verbose"})],
         outputs=[Output("-", {"f": "null"}, audio=0)],
@@ -259,6 +260,7 @@ def encode_args(
     )
     graph = Graph(
         source=str(source),
+        input_policy=ffmpeg_tools.source_input(settings.max_pixels),
         video_stream=str(video.index) if video is not None else "v:0",
         audio_stream=str(media.audio.index) if media.audio is not None else "a:0",
         video=common,
@@ -292,6 +294,7 @@ def remux(
         str(target),
         {"movflags": "+faststart"},
         global_args=["-copyts"],
+        policy=ffmpeg_tools.OWN_SEGMENTS_INPUT,
     )
     ffmpeg_tools.run(
         args,
@@ -327,7 +330,7 @@ def finish(
         playlist = hls.read_media_playlist(hls_dir / rendition.name / "index.m3u8")
         playlists[rendition.name] = playlist
         measured = hls.measure(playlist)
-        shape = hls.video_shape(playlist)
+        shape = hls.video_shape(playlist, settings.max_pixels)
         codecs = hls.codecs(playlist.init_file) + audio_codecs
         peak = measured.peak + (audio_measure.peak if audio_measure else 0)
         average = measured.average + (audio_measure.average if audio_measure else 0)
