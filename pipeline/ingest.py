@@ -7,7 +7,8 @@
 - applies the URL policy to the producer's URL, to every URL the extractor hands back, and to
   every connection yt-dlp opens (redirects included);
 - downloads the best format up to ``ingest.max_height``, H.264 with AAC first, merged into one
-  file, failing (never truncating) when a fragment is missing;
+  file, failing (never truncating) when a fragment is missing, and stopping as soon as the
+  bytes fetched pass ``ingest.max_filesize_mb``, whatever the downloader;
 - downloads captions (human ones before automatic ones) and the thumbnail;
 - classifies every failure into the error taxonomy (:func:`pipeline.ytdlp.classify`).
 
@@ -241,21 +242,33 @@ def _content_length(ydl: RecastYoutubeDL, info: dict[str, Any]) -> int | None:
 
 
 class _SizeGuard:
-    """A progress hook: aborts a download that grows past the size limit, reports percent."""
+    """A progress hook: stops the download once the bytes fetched, or the exact size a server
+    announced, pass the size limit; reports percent.
+
+    It counts every file of the download together (the video and audio formats of a merge,
+    caption tracks), and every downloader reports to it as bytes arrive: progressive downloads
+    block by block (whatever Content-Length said, or if it said nothing) and HLS/DASH fragment
+    by fragment. Raising here aborts yt-dlp's download at once, before the next block or
+    fragment is requested. Fragment estimates are not trusted: they extrapolate the first
+    fragment and would refuse downloads that end under the limit.
+    """
 
     def __init__(self, ctx: StageContext, limit_bytes: float):
         self.ctx = ctx
         self.limit = limit_bytes
+        self.sizes: dict[str, float] = {}
 
     def __call__(self, status: dict[str, Any]) -> None:
         self.ctx.check_cancelled()
         done = status.get("downloaded_bytes") or 0
-        total = status.get("total_bytes") or status.get("total_bytes_estimate") or 0
-        if max(done, total) > self.limit:
+        total = status.get("total_bytes") or 0
+        self.sizes[str(status.get("filename") or "")] = max(done, total)
+        if sum(self.sizes.values()) > self.limit:
             raise RecastError(
                 ErrorCode.LIMIT_FILESIZE,
-                f"The download passed the limit of {self.limit / MB:.0f} MB and was stopped.",
+                f"The download passed the limit of {self.limit / MB:g} MB and was stopped.",
             )
+        total = total or status.get("total_bytes_estimate") or 0
         if status.get("status") == "downloading":
             speed = status.get("speed") or 0
             percent = 100.0 * done / total if total else 0.0
@@ -299,9 +312,11 @@ def _downloaded_file(info: dict[str, Any]) -> Path | None:
     return None
 
 
-def _check_downloaded(path: Path, meta: SourceInfo, settings: IngestSettings) -> float:
+def _check_downloaded(
+    path: Path, meta: SourceInfo, settings: IngestSettings, max_pixels: int
+) -> float:
     """The file's real duration; refuse a file over the limits or shorter than announced."""
-    probe = ffmpeg_tools.probe(path)
+    probe = ffmpeg_tools.probe(path, policy=ffmpeg_tools.source_input(max_pixels))
     duration = ffmpeg_tools.media_duration(probe) or 0.0
     if duration > settings.max_duration_s:
         raise RecastError(
@@ -367,13 +382,15 @@ def _ingest_url(ctx: StageContext) -> SourceInfo:
     if media != final:
         media.rename(final)
     meta.media_file = final.name
-    meta.media_duration = _check_downloaded(final, meta, settings.ingest)
+    meta.media_duration = _check_downloaded(final, meta, settings.ingest, settings.media.max_pixels)
     _publish_preview(ctx, meta)  # again, now with the measured duration
     return meta
 
 
 def _ingest_file(ctx: StageContext, path: Path) -> SourceInfo:
-    probe = ffmpeg_tools.probe(path)
+    probe = ffmpeg_tools.probe(
+        path, policy=ffmpeg_tools.source_input(ctx.settings.media.max_pixels)
+    )
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(MB):
@@ -389,11 +406,13 @@ def _ingest_file(ctx: StageContext, path: Path) -> SourceInfo:
         source_id=digest.hexdigest()[:16],
         title=str(tags.get("title") or path.stem),
         description=str(tags.get("comment") or tags.get("description") or ""),
-        webpage_url=path.resolve().as_uri(),
+        webpage_url="",  # a local file has no public page; its path must never be published
         media_file=target.name,
         duration=ffmpeg_tools.media_duration(probe),
     )
-    meta.media_duration = _check_downloaded(target, meta, ctx.settings.ingest)
+    meta.media_duration = _check_downloaded(
+        target, meta, ctx.settings.ingest, ctx.settings.media.max_pixels
+    )
     _publish_preview(ctx, meta)
     return meta
 

@@ -5,6 +5,14 @@ option Recast sets, small fetch helpers, and the classification of yt-dlp failur
   actually connected to, so redirects and DNS answers pointing at private addresses are refused
   before a request is sent. yt-dlp is limited to its urllib handler, whose connections the guard
   wraps.
+- Media is fetched only by yt-dlp's own downloaders (:data:`NATIVE_DOWNLOADERS`), under that
+  guard: a download yt-dlp would hand to ffmpeg or another external program (SAMPLE-AES or live
+  HLS, RTMP, ``external_downloader``), which would open URLs outside the guard, is refused with
+  ``source.unsupported_protocol``.
+- The ffmpeg and ffprobe runs of yt-dlp's postprocessors (merging video and audio, fixups) read
+  the downloaded files, whose bytes the source controls, with only the ``file`` protocol and
+  media demuxers allowed, so a "video" that is really a playlist cannot make them fetch URLs or
+  read other local files.
 - :func:`classify` turns any yt-dlp failure into the error taxonomy by walking its cause chain
   (HTTP status, timeouts, connection errors, extractor verdicts), never by matching messages.
 """
@@ -13,16 +21,21 @@ from __future__ import annotations
 
 import logging
 import socket
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import yt_dlp
+from yt_dlp.downloader import DashSegmentsFD, HlsFD, HttpFD, get_suitable_downloader
+from yt_dlp.downloader.external import ExternalFD
 from yt_dlp.networking import _urllib as ytdlp_urllib
 from yt_dlp.networking.common import HEADRequest, Request
 from yt_dlp.networking.exceptions import HTTPError, IncompleteRead, TransportError
-from yt_dlp.utils import ExtractorError, GeoRestrictedError, UnsupportedError
+from yt_dlp.postprocessor import FFmpegPostProcessor
+from yt_dlp.utils import ExtractorError, GeoRestrictedError, PostProcessingError, UnsupportedError
 
 from pipeline.errors import ErrorCode, RecastError
+from pipeline.ffmpeg_tools import SOURCE_INPUT
 from pipeline.settings import IngestSettings
 from pipeline.stage import StageContext
 from pipeline.urlpolicy import UrlPolicy
@@ -60,15 +73,85 @@ def _guarded_create_connection(address: Any, *args: Any, **kwargs: Any) -> socke
 
 ytdlp_urllib.create_connection = _guarded_create_connection
 
+# -- downloaders -------------------------------------------------------------------------------
+# yt-dlp's own downloaders fetch through YoutubeDL.urlopen, so through the guard. ffmpeg, curl,
+# aria2c, rtmpdump... open their own connections (and ffmpeg follows a playlist's key and
+# segment URLs itself), so they never run.
+NATIVE_DOWNLOADERS: tuple[type, ...] = (HttpFD, HlsFD, DashSegmentsFD)
+
+
+def _unsupported_protocol(downloader: Any, info: dict[str, Any]) -> RecastError:
+    name = downloader.FD_NAME if downloader is not None else "no downloader"
+    return RecastError(
+        ErrorCode.SOURCE_UNSUPPORTED_PROTOCOL,
+        f"The media (protocol {info.get('protocol') or 'unknown'}) could only be fetched by "
+        f"{name}, and Recast fetches media only with yt-dlp's own downloaders.",
+    )
+
+
+_original_external_download = ExternalFD.real_download
+
+
+def _refuse_external_download(fd: Any, filename: str, info: dict[str, Any]) -> Any:
+    # Native downloaders delegate too: HlsFD hands SAMPLE-AES, DRM and live playlists to
+    # FFmpegFD itself, after the downloader was chosen. Every external program comes here.
+    raise _unsupported_protocol(type(fd), info)
+
+
+ExternalFD.real_download = _refuse_external_download
+
+# -- ffmpeg run by postprocessors ----------------------------------------------------------------
+RESTRICTED_INPUT_ARGS = tuple(SOURCE_INPUT.args())
+"""What yt-dlp's own ffmpeg and ffprobe runs on downloaded files may open: the source policy of
+:mod:`pipeline.ffmpeg_tools` (the one local file, plain containers, a frame size cap)."""
+
+
+def _postprocessor_input_args() -> dict[str, list[str]]:
+    """``postprocessor_args`` putting the restrictions before every ``-i`` of every ffmpeg
+    postprocessor: yt-dlp reads input args only from the ``<pp>+ffmpeg_i`` keys."""
+    classes: list[type] = []
+    pending: list[type] = [FFmpegPostProcessor]
+    while pending:
+        cls = pending.pop()
+        classes.append(cls)
+        pending.extend(cls.__subclasses__())
+    keys = {f"{cls.pp_key().lower()}+ffmpeg_i" for cls in classes}  # type: ignore[attr-defined]
+    return {key: list(RESTRICTED_INPUT_ARGS) for key in sorted(keys)}
+
+
+def _restrict_probes(pp: Any) -> None:
+    """Give a postprocessor's ffprobe runs the same restrictions: yt-dlp passes them no
+    ``postprocessor_args``. ``get_audio_codec`` is rebuilt on the restricted metadata call."""
+    unrestricted = type(pp).get_metadata_object
+
+    def metadata(path: str, opts: list[str] | None = None) -> Any:
+        try:
+            return unrestricted(pp, path, [*RESTRICTED_INPUT_ARGS, *(opts or [])])
+        except ValueError as exc:  # no JSON: ffprobe refused or failed; callers expect this
+            raise PostProcessingError(f"ffprobe could not read {path}") from exc
+
+    def audio_codec(path: str) -> str | None:
+        try:
+            streams = metadata(path).get("streams") or []
+        except PostProcessingError:
+            return None
+        codecs = [s.get("codec_name") for s in streams if s.get("codec_type") == "audio"]
+        return str(codecs[0]) if codecs and codecs[0] else None
+
+    pp.get_metadata_object = metadata
+    pp.get_audio_codec = audio_codec
+
 
 class RecastYoutubeDL(yt_dlp.YoutubeDL):  # type: ignore[misc]
-    """YoutubeDL that checks every URL it opens and remembers the last network failure."""
+    """YoutubeDL that checks every URL it opens, downloads only with native downloaders,
+    restricts the ffmpeg of its postprocessors, and remembers the last network failure."""
 
     def __init__(self, params: dict[str, Any], policy: UrlPolicy):
         global _active_policy
         _active_policy = policy
         self.policy = policy
         self.last_network_error: BaseException | None = None
+        self._responses: weakref.WeakSet[Any] = weakref.WeakSet()
         super().__init__(params)
 
     def build_request_director(self, handlers: Any, preferences: Any = None) -> Any:
@@ -80,10 +163,33 @@ class RecastYoutubeDL(yt_dlp.YoutubeDL):  # type: ignore[misc]
         url = req if isinstance(req, str) else req.url
         self.policy.check_url(url)
         try:
-            return super().urlopen(req)
+            response = super().urlopen(req)
         except Exception as exc:
             self.last_network_error = exc
             raise
+        self._responses.add(response)
+        return response
+
+    def dl(
+        self, name: str, info: dict[str, Any], subtitle: bool = False, test: bool = False
+    ) -> Any:
+        # Every download (each format, each caption track) comes here first.
+        downloader = get_suitable_downloader(info, self.params, to_stdout=(name == "-"))
+        if downloader not in NATIVE_DOWNLOADERS:
+            raise _unsupported_protocol(downloader, info)
+        try:
+            return super().dl(name, info, subtitle=subtitle, test=test)
+        except BaseException:
+            # A download stopped midway (the size limit, a refused URL) leaves its response
+            # open until the traceback is collected: hang up on the server now.
+            for response in list(self._responses):
+                response.close()
+            raise
+
+    def run_pp(self, pp: Any, infodict: dict[str, Any]) -> Any:
+        if isinstance(pp, FFmpegPostProcessor):
+            _restrict_probes(pp)
+        return super().run_pp(pp, infodict)
 
 
 # -- classification ----------------------------------------------------------------------------
@@ -157,6 +263,12 @@ def _classify_one(cause: BaseException, during_download: bool) -> RecastError | 
         )
     if isinstance(cause, UnsupportedError):
         return RecastError(ErrorCode.SOURCE_NO_VIDEO, "No video was found at that URL.")
+    if isinstance(cause, PostProcessingError):  # ffmpeg refused or failed on what was fetched
+        reason = str(cause.msg or "").rsplit(": ", 1)[-1].rstrip(".") or "failed"
+        return RecastError(
+            ErrorCode.MEDIA_INVALID,
+            f"The downloaded media is not a plain media file ffmpeg could process ({reason}).",
+        )
     return None
 
 
@@ -243,7 +355,6 @@ def ytdlp_options(settings: IngestSettings, ctx: StageContext | None = None) -> 
         "fragment_retries": settings.fragment_retries,
         "skip_unavailable_fragments": False,
         "abort_on_unavailable_fragments": True,
-        "hls_prefer_native": True,
         "format": format_selector(settings.max_height),
         "format_sort": ["vcodec:h264", "acodec:aac"],
         "merge_output_format": "mp4",
@@ -254,6 +365,8 @@ def ytdlp_options(settings: IngestSettings, ctx: StageContext | None = None) -> 
         "continuedl": False,
         "check_formats": False,
         "enable_file_urls": False,
+        "external_downloader": {"default": "native"},  # yt-dlp's own, wherever it can
+        "postprocessor_args": _postprocessor_input_args(),
     }
     if settings.user_agent:
         options["http_headers"] = {"User-Agent": settings.user_agent}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import mimetypes
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +23,10 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Iterable[bytes] | None = None
+    """Sent instead of ``body``, piece by piece, with no Content-Length, the connection closed
+    at its end: a server that does not say how much it sends. The log's ``bytes_sent`` is then
+    what was written before the end or before the client hung up."""
 
 
 @dataclass
@@ -71,12 +75,18 @@ class _Handler(BaseHTTPRequestHandler):
         headers.setdefault("Content-Type", "application/octet-stream")
         headers["Content-Length"] = str(len(body))
         headers.setdefault("Accept-Ranges", "bytes")
+        if response.stream is not None:
+            del headers["Content-Length"], headers["Accept-Ranges"]
+            headers["Connection"] = "close"
+            self.close_connection = True
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
         sent = 0
-        if not head:
+        if response.stream is not None and not head:
+            sent = self._send_stream(response.stream)
+        elif not head:
             try:
                 self.wfile.write(body)
                 sent = len(body)
@@ -84,6 +94,17 @@ class _Handler(BaseHTTPRequestHandler):
                 sent = -1
         with self.server.lock:
             self.server.log.append(LoggedRequest(self.command, path, status, sent, range_header))
+
+    def _send_stream(self, pieces: Iterable[bytes]) -> int:
+        sent = 0
+        try:
+            for piece in pieces:
+                self.wfile.write(piece)
+                self.wfile.flush()
+                sent += len(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        return sent
 
     def _file(self, path: str) -> Response:
         target = (self.server.root / path.lstrip("/")).resolve()
