@@ -2,21 +2,27 @@
 
 This is the embedded default (``recast process URL``): no broker, no Redis. Job state is kept
 in the workspace's job.json, so a re-run resumes where the last run stopped. Transient errors
-are retried with backoff (``executor.max_attempts``); a permanent one fails the job at once and
-cancels the stages that depend on it.
+are retried with backoff (``executor.max_attempts``; ``storage.unavailable`` for as long as
+``storage.retry_span_s`` at least); a permanent one fails the job at once and cancels the
+stages that depend on it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from pipeline.dag import Dag, default_dag
-from pipeline.errors import ErrorCode, RecastError, as_recast_error, retry_decision
+from pipeline.errors import (
+    ErrorCode,
+    RecastError,
+    as_recast_error,
+    retry_decision,
+    storage_failure,
+)
 from pipeline.job import (
     FINISHED_STAGE_STATUSES,
     ErrorInfo,
@@ -30,6 +36,7 @@ from pipeline.job import (
 from pipeline.runner import finished_result, run_stage
 from pipeline.settings import Settings
 from pipeline.stage import Publisher, Stage, StageContext, StageResult
+from pipeline.storage import storage_roots
 from pipeline.workspace import Workspace
 
 log = logging.getLogger("recast.executor")
@@ -73,6 +80,7 @@ class _JobRun:
         self.spec = spec
         self.state = state
         self.workspace = ws
+        self.storage_roots = (*storage_roots(self.settings), ws.root)
         self.lock = threading.Lock()
 
     def execute(self) -> JobState:
@@ -89,7 +97,11 @@ class _JobRun:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    running.pop(future)
+                    name = running.pop(future)
+                    crash = future.exception()
+                    if crash is not None:  # a bug in the bookkeeping: never taken for success
+                        log.error("stage %s ended abnormally", name, exc_info=crash)
+                        self._fail(name, as_recast_error(crash, self.storage_roots))
                 if self.state.error is not None:
                     self.executor.cancel_event.set()
             for name in pending:
@@ -115,7 +127,7 @@ class _JobRun:
                 self._run_once(stage)
                 return
             except BaseException as exc:  # every failure is classified, then decided on
-                error = as_recast_error(exc)
+                error = as_recast_error(exc, self.storage_roots)
                 if error.code is ErrorCode.INTERNAL:
                     log.exception(
                         "stage %s crashed",
@@ -127,10 +139,12 @@ class _JobRun:
                     attempt,
                     max_attempts=self.settings.executor.max_attempts,
                     base_delay_s=self.settings.executor.retry_base_delay_s,
+                    max_delay_s=self.settings.executor.retry_max_delay_s,
+                    storage_span_s=self.settings.storage.retry_span_s,
                 )
                 if decision.retry and not self.executor.cancel_event.is_set():
                     self._update(stage.name, detail=f"retrying after {error.code}")
-                    time.sleep(decision.delay_s)
+                    self.executor.cancel_event.wait(decision.delay_s)
                     continue
                 self._fail(stage.name, error)
                 return
@@ -204,7 +218,14 @@ class _JobRun:
             observer.stage_changed(self.state, name)
 
     def _save(self) -> None:
-        self.workspace.save_state(self.state)
+        """Record the state in job.json; a full or read-only workspace only delays that (the
+        state is kept here and written again with the next change)."""
+        try:
+            self.workspace.save_state(self.state)
+        except OSError as exc:
+            if storage_failure(exc, self.storage_roots) is None:
+                raise
+            log.warning("job.json not saved: %s", exc, extra={"job_id": self.state.id})
 
     def _finish(self) -> None:
         with self.lock:

@@ -11,7 +11,8 @@ What a worker's task calls (workers/tasks.py). It:
    executor: skip if done, partial directory, commit), fetching its inputs from the
    workspace store and uploading its outputs when workers share no disk;
 4. records the outcome: done (and queues the stages that became ready), a retry later with
-   backoff and jitter for a transient error (:func:`pipeline.errors.retry_decision`), or the
+   backoff and jitter for a transient error (:func:`pipeline.errors.retry_decision`; a
+   storage outage, ``storage.unavailable``, for ``storage.retry_span_s`` at least), or the
    stage's failure: the stages that depend on it are cancelled, other branches go on (their
    work is kept for a retry) and the job fails once nothing else can run. Every write is
    fenced by the lock token: a run that lost its lock (the reaper gave the stage to another
@@ -44,6 +45,7 @@ from pipeline.remote_workspace import RemoteWorkspace, ancestors
 from pipeline.runner import run_stage
 from pipeline.settings import Settings
 from pipeline.stage import Publisher, Stage, StageContext, StageResult
+from pipeline.storage import storage_roots
 from pipeline.workspace import Workspace
 
 log = logging.getLogger("recast.stagerun")
@@ -224,7 +226,9 @@ class StageRunner:
                 self._give_back(job_id, stage, token)  # the worker is shutting down
             raise
         except BaseException as exc:  # every failure is classified, then decided on
-            error = (self.translate(exc) if self.translate else None) or as_recast_error(exc)
+            error = (self.translate(exc) if self.translate else None) or as_recast_error(
+                exc, (*storage_roots(self.settings), workspace.root)
+            )
             if error.code is ErrorCode.INTERNAL:
                 log.exception("stage crashed", extra={"job_id": job_id, "stage": stage.name})
             if heartbeat.lock_lost:
@@ -346,6 +350,8 @@ class StageRunner:
                 state.attempts,
                 max_attempts=config.max_attempts,
                 base_delay_s=config.retry_base_delay_s,
+                max_delay_s=config.retry_max_delay_s,
+                storage_span_s=self.settings.storage.retry_span_s,
             )
             state.error = info
             effects.count(f"stages.{stage.name}.errors.{error.code}")

@@ -8,6 +8,7 @@ copy of what was published in the stage's directory, and queue the webhook.
 preview card (published from the ingest stage's metadata before any media work, and sent as
 ``card.preview``) and, when a job fails, ``job.failed`` plus the withdrawal of a preview that
 this job published and nothing better replaced. A playable or ready card is never touched.
+Both are retried while the storage is unavailable (within ``storage.retry_span_s``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -29,13 +31,13 @@ from pipeline.publish.static import static_files
 from pipeline.settings import Settings
 from pipeline.source import SourceInfo
 from pipeline.stage import StageContext, StageResult
-from pipeline.storage import Storage, open_storage
+from pipeline.storage import Storage, open_storage, retry_storage
 from pipeline.workspace import Workspace
 
 log = logging.getLogger("recast.publish")
 
 RECORD_FILE = "published.json"
-"""In the job's workspace: which card this job published a preview of."""
+"""In the job's workspace: which card this job publishes (or published) a preview of."""
 
 EVENT_FOR_STATUS = {
     CardStatus.PREVIEW: webhooks.EventType.CARD_PREVIEW,
@@ -153,6 +155,10 @@ class CardPublisher:
         meta = SourceInfo.model_validate_json((ctx.out / "info.json").read_text("utf-8"))
         work = ctx.out / ".publish-preview"
         now = self.clock()
+        # Recorded before the first byte goes out: a preview that fails half-way (a full disk)
+        # leaves files that job_failed must find to withdraw.
+        record = ctx.workspace.root / RECORD_FILE
+        atomic_write_json(record, {"preview": meta.card_id})
         try:
             publication = assemble(
                 meta=meta,
@@ -173,34 +179,59 @@ class CardPublisher:
                 now=now,
                 force=ownership.forced(ctx.spec.options),
             )
+        except RecastError as error:
+            if error.code == ErrorCode.CARD_CONFLICT:  # nothing went out; the card is not ours
+                record.unlink(missing_ok=True)
+            raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
         if not outcome.published:
             return
-        atomic_write_json(ctx.workspace.root / RECORD_FILE, {"preview": meta.card_id})
         webhooks.notify(self.settings, card_event(outcome.card, ctx.job_id), ctx.spec.callback_url)
 
     def job_failed(self, job: JobState) -> None:
+        """Withdraw the preview this job published (unless something better replaced it) and
+        queue ``job.failed``. Both are retried in place while the storage is unavailable, for
+        up to ``storage.retry_span_s``, so a job that failed while the output was full or
+        read-only leaves no card and no index entry once the storage is back."""
+        deadline = time.monotonic() + self.settings.storage.retry_span_s
         workspace = Workspace.for_job(self.settings.storage.workspace, job.id)
-        record = workspace.root / RECORD_FILE
         card_id = job.card_id
-        recorded = json.loads(record.read_text("utf-8")) if record.is_file() else {}
-        if isinstance(recorded.get("preview"), str):
-            card_id = recorded["preview"]
-            if writer.withdraw(
-                self.storage,
-                self.settings,
-                card_id,
-                self.clock(),
-                only_status=CardStatus.PREVIEW,
-            ):
-                log.info("withdrew the preview card %s of failed job %s", card_id, job.id)
-            record.unlink(missing_ok=True)
+        try:
+            withdrawn = retry_storage(
+                lambda: self._withdraw_preview(workspace, job.id),
+                deadline,
+                what=f"withdrawing the preview of failed job {job.id}",
+            )
+            card_id = withdrawn or card_id
+        except RecastError as failure:
+            log.error("the preview of failed job %s is still published: %s", job.id, failure)
         error = job.error.model_dump() if job.error else {"code": "internal.error"}
         event = webhooks.WebhookEvent(
             type=webhooks.EventType.JOB_FAILED, job_id=job.id, card_id=card_id, error=error
         )
-        webhooks.notify(self.settings, event, job.spec.callback_url)
+        try:  # a retry after a partial failure queues a URL twice: same event id, de-duplicated
+            retry_storage(
+                lambda: webhooks.notify(self.settings, event, job.spec.callback_url),
+                deadline,
+                what=f"queueing job.failed of job {job.id}",
+            )
+        except RecastError as failure:
+            log.error("job.failed of job %s was not queued: %s", job.id, failure)
+
+    def _withdraw_preview(self, workspace: Workspace, job_id: str) -> str | None:
+        """Withdraw the preview card recorded in the job's workspace; returns its id."""
+        record = workspace.root / RECORD_FILE
+        recorded = json.loads(record.read_text("utf-8")) if record.is_file() else {}
+        card_id = recorded.get("preview")
+        if not isinstance(card_id, str):
+            return None
+        if writer.withdraw(
+            self.storage, self.settings, card_id, self.clock(), only_status=CardStatus.PREVIEW
+        ):
+            log.info("withdrew the preview card %s of failed job %s", card_id, job_id)
+        record.unlink(missing_ok=True)
+        return card_id
 
     def drain(self, timeout_s: float) -> bool:
         """Give queued webhooks up to ``timeout_s`` for their first attempt (at exit)."""

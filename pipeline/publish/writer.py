@@ -65,8 +65,9 @@ def read_manifest(storage: Storage, card_id: str) -> Manifest | None:
 
 
 def upload_type(key: str) -> str:
-    """The Content-Type a file is stored with: its MIME type, UTF-8 named for text (card.html is
-    a snippet without a ``<meta charset>``, so the server has to say it)."""
+    """The Content-Type a file is stored with: its MIME type, UTF-8 named for text (card.html
+    is plain ASCII, any other character written as a character reference, so it reads right
+    without a charset too)."""
     mime = content_type(key)
     if mime.startswith("text/") or mime in ("application/json", "application/vnd.apple.mpegurl"):
         return f"{mime}; charset=utf-8"
@@ -224,11 +225,16 @@ def withdraw(
 ) -> bool:
     """Remove a card: from its event index first, then card.json, then every file.
 
-    With ``only_status``, a card with another status is left as it is.
+    With ``only_status``, a card with another status is left as it is. Without a card.json,
+    files under ``<id>/`` are what a publication (or a withdrawal) that failed half-way left:
+    they go too, so a withdrawal interrupted by a storage fault can simply be run again.
+    Returns whether there was a card.
     """
     with storage.lock(card_lock(card_id), timeout_s=settings.publish.lock_timeout_s):
         card = read_card(storage, card_id)
         if card is None:
+            for key in storage.list(f"{card_id}/"):
+                storage.delete(key)
             return False
         if only_status is not None and card.status != only_status:
             return False

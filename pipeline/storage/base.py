@@ -1,12 +1,25 @@
-"""The storage interface every back end implements."""
+"""The storage interface every back end implements, and waiting out a storage outage."""
 
 from __future__ import annotations
 
+import logging
+import random
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TypeVar
+
+from pipeline.errors import ErrorCode, RecastError, storage_failure
+
+log = logging.getLogger("recast.storage")
+
+T = TypeVar("T")
+RETRY_FIRST_DELAY_S = 0.1
+RETRY_MAX_DELAY_S = 2.0
+"""Waits between tries of :func:`retry_storage`: doubling from the first up to this."""
 
 _PROCESS_LOCKS: dict[str, threading.Lock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
@@ -48,7 +61,7 @@ class Storage(ABC):
         """An exclusive lock shared by everyone publishing to this storage (all processes).
 
         This default only excludes threads of this process; back ends SHALL override it.
-        Raises a transient :class:`~pipeline.errors.RecastError` when ``timeout_s`` passes.
+        Raises the transient ``storage.unavailable`` when ``timeout_s`` passes.
         """
         return _process_lock(f"{id(self)}:{name}")
 
@@ -98,3 +111,26 @@ def _process_lock(name: str) -> Iterator[None]:
 def is_hidden(key: str) -> bool:
     """Keys with a part starting with "." (locks, temporary files) are not published objects."""
     return any(part.startswith(".") for part in key.split("/"))
+
+
+def retry_storage(operation: Callable[[], T], deadline: float, *, what: str) -> T:
+    """``operation()``, tried again while the storage is unavailable (a full, read-only or
+    vanished disk: ``storage.unavailable``, or the OSError behind it) with capped exponential
+    backoff and jitter, until ``deadline`` (:func:`time.monotonic`); then the error is raised.
+    Any other error is raised at once."""
+    delay = RETRY_FIRST_DELAY_S
+    while True:
+        try:
+            return operation()
+        except Exception as exc:
+            error = exc if isinstance(exc, RecastError) else storage_failure(exc)
+            if error is None or error.code is not ErrorCode.STORAGE_UNAVAILABLE:
+                raise
+            wait = min(random.uniform(delay / 2, delay), deadline - time.monotonic())
+            if wait <= 0:
+                if error is exc:
+                    raise
+                raise error from exc
+            log.warning("%s: %s; trying again in %.1f s", what, error.message, wait)
+            time.sleep(wait)
+            delay = min(RETRY_MAX_DELAY_S, delay * 2)

@@ -251,7 +251,9 @@ class _LockHolder:
             if self._take_over_expired():
                 break
             if time.monotonic() > deadline:
-                raise RecastError(ErrorCode.STAGE_TIMEOUT, f"The lock {self.key} stayed taken.")
+                raise RecastError(
+                    ErrorCode.STORAGE_UNAVAILABLE, f"The lock {self.key} stayed taken."
+                )
             time.sleep(random.uniform(0.01, 0.05))
         self.thread = threading.Thread(target=self._renew, daemon=True, name="s3-lock")
         self.thread.start()
