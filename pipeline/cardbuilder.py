@@ -17,8 +17,9 @@ from pipeline.card import (
     Poster,
     SourceRef,
 )
+from pipeline.redact import public_url
 from pipeline.settings import Settings
-from pipeline.source import SourceInfo
+from pipeline.source import URL_NAMED_EXTRACTORS, SourceInfo
 
 ELLIPSIS = " [...]"
 _SENTENCE = re.compile(
@@ -78,6 +79,15 @@ def choose_excerpt(description: str, transcript_opening: str | None, length: int
     return make_excerpt(description, length)
 
 
+def public_source_url(meta: SourceInfo, url: str) -> str:
+    """A URL of the source as cards publish it: never a user name, password, signature or
+    token (pipeline.redact); the query is kept only when a real extractor recognised the source
+    (YouTube's ``watch?v=`` names the video) and dropped for generic and direct-file sources."""
+    extractor = meta.extractor.split(":", 1)[0].lower()
+    recognised = extractor not in URL_NAMED_EXTRACTORS and extractor != "file"
+    return public_url(url, keep_query=recognised) if url else url
+
+
 def build_card(
     meta: SourceInfo,
     settings: Settings,
@@ -99,6 +109,7 @@ def build_card(
         else None
     )
     text = excerpt_source if excerpt_source is not None else meta.description
+    source_url = public_source_url(meta, meta.webpage_url)
     card = Card(
         id=meta.card_id,
         status=status,
@@ -110,13 +121,13 @@ def build_card(
             platform=meta.platform,
             extractor=meta.extractor,
             id=meta.source_id,
-            url=meta.webpage_url,
+            url=source_url,
             uploader=meta.uploader,
-            uploader_url=meta.uploader_url,
+            uploader_url=public_source_url(meta, meta.uploader_url),
             published=meta.upload_date,
         ),
         duration=duration,
-        link=Link(label=settings.card.watch_label, href=meta.webpage_url),
+        link=Link(label=settings.card.watch_label, href=source_url),
         poster=poster,
         chapters=[ChapterRef(title=c.title, start=c.start, end=c.end) for c in meta.chapters],
         tags=meta.tags,

@@ -41,6 +41,7 @@ from pipeline.errors import ErrorCode
 from pipeline.job import ErrorInfo, JobStatus, StageStatus
 from pipeline.jobstore import REDIS_DOWN, JobRecord, JobStore
 from pipeline.opshistory import History, Sample, Throughput, increase, throughput
+from pipeline.redact import public_text, public_url
 from pipeline.settings import Settings
 from pipeline.stage import Queue
 
@@ -81,7 +82,8 @@ class StageLine(BaseModel):
 
 
 class JobLine(BaseModel):
-    """A job as the dashboards show it."""
+    """A job as the dashboards show it: its source and error message without credentials or
+    signatures in their URLs (pipeline.redact)."""
 
     id: str
     source: str
@@ -115,17 +117,24 @@ class JobLine(BaseModel):
             failed = matching or failed
         return cls(
             id=state.id,
-            source=state.spec.source,
+            source=public_url(state.spec.source, keep_query=True),
             event=state.spec.event,
             status=state.status,
             progress=round(progress, 1),
             stages=stages,
-            error=state.error,
+            error=public_error(state.error),
             failed_stage=failed[0] if failed else None,
             card_id=state.card_id,
             created_at=state.created_at,
             updated_at=state.updated_at,
         )
+
+
+def public_error(error: ErrorInfo | None) -> ErrorInfo | None:
+    """The error with the URLs in its message in their public form (pipeline.redact)."""
+    if error is None:
+        return None
+    return error.model_copy(update={"message": public_text(error.message)})
 
 
 class RunningStage(BaseModel):

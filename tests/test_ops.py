@@ -426,7 +426,10 @@ def test_jobs_board_in_chromium(cluster: Cluster, browser: BrowserContext) -> No
         "request",
         lambda r: external.append(r.url) if not r.url.startswith(cluster.api.url) else None,
     )
-    page.goto(f"{cluster.api.url}/board")
+    page.goto(f"{cluster.api.url}/board")  # 401: the login form (ops.public_board is off)
+    page.fill("#token", TOKEN)
+    page.click("#login")
+    page.wait_for_selector("tr.job")
     loaded_at = page.evaluate("window.recastBoardLoadedAt")
 
     # It lists the jobs.
@@ -488,21 +491,24 @@ def test_jobs_board_in_chromium(cluster: Cluster, browser: BrowserContext) -> No
         )
         assert page.evaluate("window.recastBoardLoadedAt") == loaded_at, "the page reloaded"
 
-        # Without a token, the page's actions are refused (by the API) and it says so.
-        page.evaluate("localStorage.removeItem('recast.token')")
+        # Logged out (the session cookie gone), the page's actions are refused and it says so.
+        browser.clear_cookies()
         _row(page, gone).locator("button[data-action=retry]").click()
-        page.wait_for_function("document.getElementById('notice').className === 'refused'")
+        page.wait_for_function(
+            "() => document.getElementById('notice').textContent.startsWith('Refused: retry')"
+        )
         assert "token" in page.locator("#notice").inner_text()
         _row(page, slow_id).locator("button[data-action=cancel]").click()
         page.wait_for_function(
-            "document.getElementById('notice').textContent.startsWith('Refused: cancel')"
+            "() => document.getElementById('notice').textContent.startsWith('Refused: cancel')"
         )
         assert str(cluster.record("gone").state.status) == "failed"
         assert cluster.store.get(slow_id).state.status is JobStatus.RUNNING  # type: ignore[union-attr]
 
-        # With the token: cancel the running job, and retry the failed one from the page.
+        # Logged in again from the page: cancel the running job, retry the failed one.
         page.fill("#token", TOKEN)
         page.click("#token-save")
+        page.wait_for_function("() => document.getElementById('notice').className === 'done'")
         _row(page, slow_id).locator("button[data-action=cancel]").click()
         page.wait_for_function(
             "(id) => document.querySelector(`tr.job[data-job='${id}']`).dataset.status"
@@ -536,7 +542,9 @@ def test_jobs_board_in_chromium(cluster: Cluster, browser: BrowserContext) -> No
 
 def test_every_log_line_of_a_job_is_json_with_its_job_id(cluster: Cluster) -> None:
     job_id = cluster.jobs["good-1"]
-    response = cluster.api.client.get(f"/board/jobs/{job_id}/log", params={"lines": 1000})
+    log_path = f"/board/jobs/{job_id}/log"
+    assert cluster.api.client.get(log_path).status_code == 401  # ops.public_board is off
+    response = cluster.api.client.get(log_path, params={"lines": 1000}, headers=AUTH)
     assert response.status_code == 200
     stages: dict[str, list[str]] = response.json()["stages"]
     assert set(stages) == set(DAG.names)

@@ -54,6 +54,10 @@ def open_page(browser: BrowserContext, url: str) -> tuple[Page, list[str]]:
     page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
     page.on("pageerror", lambda e: problems.append(f"error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+    page.on(  # what the page's Content-Security-Policy refused
+        "console",
+        lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     page.on(
         "response",
         lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None,
@@ -67,15 +71,19 @@ def test_watch_page_plays_with_captions_storyboard_and_transcript(
 ) -> None:
     server, card = site
     page, problems = open_page(browser, server.url(f"{card.id}/watch.html"))
-    page.wait_for_function("document.documentElement.dataset.player === 'hls.js'", timeout=10000)
+    page.wait_for_function(
+        "() => document.documentElement.dataset.player === 'hls.js'", timeout=10000
+    )
     assert page.locator("h1").inner_text() == TRICKY_TITLE
     assert page.title().startswith(TRICKY_TITLE)
+    policy = page.locator('meta[http-equiv="Content-Security-Policy"]').get_attribute("content")
+    assert policy and "default-src 'none'" in policy and "unsafe" not in policy
     jsonld = json.loads(page.locator('script[type="application/ld+json"]').text_content() or "")
     assert jsonld == card.jsonld and jsonld["name"] == TRICKY_TITLE
 
     page.evaluate("() => { const v = document.querySelector('video'); v.muted = true; }")
     page.evaluate("() => document.querySelector('video').play()")
-    page.wait_for_function("document.querySelector('video').currentTime > 1.0", timeout=15000)
+    page.wait_for_function("() => document.querySelector('video').currentTime > 1.0", timeout=15000)
     playing: dict[str, Any] = page.evaluate(
         """() => { const v = document.querySelector('video');
                    return {src: v.currentSrc, t: v.currentTime, w: v.videoWidth}; }"""
@@ -96,7 +104,7 @@ def test_watch_page_plays_with_captions_storyboard_and_transcript(
 
     page.evaluate("() => document.querySelector('video').pause()")
     page.wait_for_function(
-        "Number(document.querySelector('[data-recast-scrubber]').dataset.storyboardTiles) > 0"
+        "() => Number(document.querySelector('[data-recast-scrubber]').dataset.storyboardTiles) > 0"
     )
     scrubber = page.locator("[data-recast-scrubber]")
     box = scrubber.bounding_box()
@@ -125,7 +133,8 @@ def test_watch_page_plays_with_captions_storyboard_and_transcript(
     target = float(last.get_attribute("data-start") or "0")
     last.click()
     page.wait_for_function(
-        f"Math.abs(document.querySelector('video').currentTime - {target}) < 0.6", timeout=5000
+        f"() => Math.abs(document.querySelector('video').currentTime - {target}) < 0.6",
+        timeout=5000,
     )
     assert problems == []
 
@@ -146,7 +155,9 @@ def test_card_renders_at_the_posters_size_with_nothing_broken(
     server.add(key, (server.root / key).read_bytes(), upload_type(key))
     page, problems = open_page(browser, server.url(key))
     page.wait_for_load_state("load")
-    page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=10000)
+    page.wait_for_function(
+        "() => Array.from(document.images).every(i => i.complete)", timeout=10000
+    )
     images: list[dict[str, Any]] = page.evaluate(
         """() => Array.from(document.images, i => ({w: i.naturalWidth, src: i.currentSrc,
               box: [i.getBoundingClientRect().width, i.getBoundingClientRect().height]}))"""
@@ -195,10 +206,12 @@ def test_the_real_stages_output_plays_in_the_watch_page(
     if card.streams.hls is None:
         pytest.fail("the default DAG published nothing playable")
     page, problems = open_page(browser, server.url(f"{card.id}/watch.html"))
-    page.wait_for_function("document.documentElement.dataset.player === 'hls.js'", timeout=10000)
+    page.wait_for_function(
+        "() => document.documentElement.dataset.player === 'hls.js'", timeout=10000
+    )
     page.evaluate("() => { const v = document.querySelector('video'); v.muted = true; }")
     page.evaluate("() => document.querySelector('video').play()")
-    page.wait_for_function("document.querySelector('video').currentTime > 1.0", timeout=15000)
+    page.wait_for_function("() => document.querySelector('video').currentTime > 1.0", timeout=15000)
     page.wait_for_function(
         """() => { const t = document.querySelector('video').textTracks[0];
                    return t && t.cues && t.cues.length > 0; }""",
@@ -206,7 +219,7 @@ def test_the_real_stages_output_plays_in_the_watch_page(
     )
     page.evaluate("() => document.querySelector('video').pause()")
     page.wait_for_function(
-        "Number(document.querySelector('[data-recast-scrubber]').dataset.storyboardTiles) > 0"
+        "() => Number(document.querySelector('[data-recast-scrubber]').dataset.storyboardTiles) > 0"
     )
     box = page.locator("[data-recast-scrubber]").bounding_box()
     assert box is not None

@@ -29,7 +29,9 @@ from pipeline.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, StageBars
 from pipeline.errors import ConfigError, ErrorCode, RecastError
 from pipeline.job import JobStatus
 from pipeline.jobstore import JobRecord
+from pipeline.opsview import public_error
 from pipeline.publish.ownership import FORCE_OPTION
+from pipeline.redact import public_url
 from pipeline.settings import CONFIG_FILE_ENV, Settings, load_settings
 from pipeline.stage import Queue
 
@@ -53,12 +55,12 @@ def _summary(record: JobRecord) -> dict[str, Any]:
     state = record.state
     return {
         "id": state.id,
-        "source": state.spec.source,
+        "source": public_url(state.spec.source, keep_query=True),
         "event": state.spec.event,
         "status": str(state.status),
         "card_id": state.card_id,
         "stages": {name: str(s.status) for name, s in state.stages.items()},
-        "error": state.error.model_dump() if state.error else None,
+        "error": error.model_dump() if (error := public_error(state.error)) else None,
     }
 
 
@@ -124,7 +126,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             state.id,
             str(state.status),
             state.spec.event or "",
-            state.spec.source,
+            public_url(state.spec.source, keep_query=True),
             state.updated_at.isoformat(timespec="seconds"),
         )
     Console().print(table)

@@ -1,31 +1,38 @@
 """The producer API: submit, follow, cancel and retry jobs; read cards; health.
 
-``/v1/*`` needs ``Authorization: Bearer <token>`` with a token of ``api.tokens``;
-``/oembed``, ``/healthz``, ``/readyz`` and the OpenAPI pages (``/docs``) do not.
+``/v1/*`` needs ``Authorization: Bearer <token>`` with a token of ``api.tokens``; the jobs
+board and job logs need a token too unless ``ops.public_board`` (``workers.api.auth``);
+``/oembed``, ``/healthz``, ``/readyz``, ``/metrics`` and ``/docs`` do not.
+
+Two pure ASGI middlewares wrap everything: :class:`~workers.api.bodylimit.BodyLimit`
+(``api.max_body_bytes``, chunked bodies included, before any parsing or token check) and
+:class:`~workers.api.headers.SecurityHeaders` (CSP, frame-ancestors, nosniff). ``/docs`` is
+Swagger UI from local files (``workers.api.docs``); ReDoc is off.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import Depends, FastAPI, Path, Query, Request, Response
+from fastapi import Depends, FastAPI, Path, Query, Response
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from pipeline.card import Card
 from pipeline.errors import ErrorCode, RecastError
 from pipeline.job import JobStatus
 from pipeline.publish.oembed import oembed_response
+from pipeline.redact import public_url
 from pipeline.settings import Settings
 from pipeline.stage import Queue
 from pipeline.storage import Storage, open_storage
-from workers.api import errors
+from workers.api import docs, errors
+from workers.api.auth import TokenCheck, Tokens
+from workers.api.bodylimit import BodyLimit
+from workers.api.headers import SecurityHeaders
 from workers.api.models import (
     CARD_ID_PATTERN,
     JOB_ID_PATTERN,
@@ -51,46 +58,21 @@ CardId = Annotated[str, Path(pattern=CARD_ID_PATTERN)]
 EventSlug = Annotated[str, Path(pattern=SLUG_PATTERN)]
 
 
-class _BodyLimit(BaseHTTPMiddleware):
-    def __init__(self, app: Any, max_bytes: int):
-        super().__init__(app)
-        self.max_bytes = max_bytes
-
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        length = request.headers.get("content-length", "")
-        if length and (not length.isdigit() or int(length) > self.max_bytes):
-            return errors.error_response(
-                ErrorCode.REQUEST_TOO_LARGE,
-                f"Request bodies are limited to {self.max_bytes} bytes.",
-            )
-        return await call_next(request)
-
-
-_bearer = HTTPBearer(auto_error=False)
-
-
-class TokenCheck:
-    """The dependency guarding /v1: a bearer token among ``api.tokens``."""
-
-    def __init__(self, tokens: list[str]):
-        self.tokens = [t.encode() for t in tokens]
-
-    def __call__(
-        self, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-    ) -> None:
-        given = credentials.credentials.encode() if credentials is not None else b""
-        if not given or not any(hmac.compare_digest(given, t) for t in self.tokens):
-            raise RecastError(ErrorCode.REQUEST_UNAUTHORIZED, "A valid bearer token is required.")
-
-
 def create_api(settings: Settings, producer: Producer | None = None) -> FastAPI:
     api = FastAPI(
         title="Recast producer API",
         version="1",
         description="Queue recordings for publication, follow them, read their cards.",
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     errors.install(api)
-    api.add_middleware(_BodyLimit, max_bytes=settings.api.max_body_bytes)
+    docs.install(api)
+    # Added last, so outermost: SecurityHeaders only adds response headers; BodyLimit wraps
+    # everything that can read a body.
+    api.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    api.add_middleware(SecurityHeaders)
     state: dict[str, Any] = {"producer": producer}
 
     def get_producer() -> Producer:
@@ -105,8 +87,9 @@ def create_api(settings: Settings, producer: Producer | None = None) -> FastAPI:
         current: Storage = state["storage"]
         return current
 
-    auth = [Depends(TokenCheck(settings.api.tokens))]
-    ops = install_ops(api, settings, lambda: get_producer().store)  # /metrics, /board (issue 7)
+    tokens = Tokens(settings.api.tokens)
+    auth = [Depends(TokenCheck(tokens))]
+    ops = install_ops(api, settings, tokens, get_producer)  # /metrics, /board
 
     def job_or_404(job_id: str) -> JobView:
         record = get_producer().get(job_id)
@@ -132,7 +115,7 @@ def create_api(settings: Settings, producer: Producer | None = None) -> FastAPI:
             jobs=[
                 SubmittedJob(
                     id=s.record.id,
-                    source=s.record.state.spec.source,
+                    source=public_url(s.record.state.spec.source, keep_query=True),
                     status=s.record.state.status,
                     new=s.created,
                     url=f"/v1/jobs/{s.record.id}",

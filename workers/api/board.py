@@ -7,19 +7,23 @@ queues and alerts, and a chart (inline SVG) of throughput and queue depth over t
 The page polls ``GET /board/fragments`` every ``ops.board_refresh_s`` and swaps the parts it
 gets back, rendered by the same templates, so progress moves without a reload.
 
-Reading is open, like /metrics and /healthz. Retry and cancel call the producer API
-(``POST /v1/jobs/{id}/retry|cancel``) with the bearer token the page asks for and keeps in the
-browser's local storage; without a valid token the API refuses (401) and the page says so.
+Reading needs an API token unless ``ops.public_board`` is set (``workers.api.auth``): a
+browser logs in with the form ``/board`` answers with (401), which sets the board's HttpOnly
+cookie; scripts send ``Authorization: Bearer``. Retry and cancel from the page post to
+``/board/jobs/{id}/retry|cancel`` (``workers.api.board_actions``). Pages carry a
+Content-Security-Policy whose scripts and styles are allowed by a nonce made per response.
+Sources, error messages and log lines show URLs without credentials (``pipeline.redact``).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -28,7 +32,9 @@ from pipeline.job import JobStatus
 from pipeline.joblog import read_tails, render_line
 from pipeline.opshistory import Sample, throughput
 from pipeline.opsview import JobLine, OpsView, Snapshot
+from pipeline.redact import public_text
 from pipeline.stage import Queue
+from workers.api.auth import SESSION_S, BoardAccess
 from workers.api.models import JOB_ID_PATTERN, SLUG_PATTERN
 
 TAIL_LINES = 30
@@ -132,7 +138,7 @@ def board_jobs(
     for job in jobs:
         if job.line.failed_stage:
             raw = tails.get((job.line.id, job.line.failed_stage), [])
-            job.tail = [render_line(line) for line in raw]
+            job.tail = [public_text(render_line(line)) for line in raw]
     return jobs
 
 
@@ -145,7 +151,42 @@ def known_events(view: OpsView, limit: int = 200) -> list[str]:
     return sorted(slugs)[:limit]
 
 
-def router(view: Callable[[], OpsView]) -> APIRouter:
+def page_csp(nonce: str) -> str:
+    """The board's pages: their one inline script and style by nonce, data from this origin."""
+    return (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    )
+
+
+def render_page(env: Environment, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    """An HTML page of the board with a fresh nonce and its policy; never cached."""
+    nonce = secrets.token_urlsafe(18)
+    text = env.get_template(template).render(nonce=nonce, **values)
+    headers = {"Cache-Control": "no-store", "Content-Security-Policy": page_csp(nonce)}
+    return HTMLResponse(text, status_code=status, headers=headers)
+
+
+def root_of(request: Request) -> str:
+    """The API's path prefix behind a proxy (uvicorn's ``root_path``), "" when none."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def login_page(
+    env: Environment, request: Request, status: int = 200, message: str = ""
+) -> HTMLResponse:
+    return render_page(
+        env,
+        "board_login.html",
+        status,
+        root=root_of(request),
+        message=message,
+        session_hours=SESSION_S // 3600,
+    )
+
+
+def router(view: Callable[[], OpsView], access: BoardAccess) -> APIRouter:
     env = environment()
     routes = APIRouter(include_in_schema=False)
 
@@ -171,26 +212,34 @@ def router(view: Callable[[], OpsView]) -> APIRouter:
 
     @routes.get("/board", response_class=HTMLResponse)
     def board(
+        request: Request,
         state: JobStatus | None = None,
         event: Annotated[str | None, Query(pattern=SLUG_PATTERN)] = None,
     ) -> HTMLResponse:
+        if not access.allows(request):
+            return login_page(env, request, 401)
         snapshot, jobs, drawn = parts(state, event)
-        page = env.get_template("board.html").render(
+        return render_page(
+            env,
+            "board.html",
             **context(snapshot, jobs, drawn),
+            root=root_of(request),
+            public=access.public,
             states=[s.value for s in JobStatus],
             events=known_events(view()),
             selected_state=state.value if state else "",
             selected_event=event or "",
             refresh_ms=int(view().settings.ops.board_refresh_s * 1000),
         )
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     @routes.get("/board/fragments")
     def fragments(
+        request: Request,
         state: Annotated[JobStatus | None, Query()] = None,
         event: Annotated[str | None, Query(pattern=SLUG_PATTERN)] = None,
     ) -> JSONResponse:
         """The page's changing parts, rendered: rows, summary, chart."""
+        access.require(request)
         snapshot, jobs, drawn = parts(state, event)
         values = context(snapshot, jobs, drawn)
         return JSONResponse(
@@ -205,10 +254,12 @@ def router(view: Callable[[], OpsView]) -> APIRouter:
 
     @routes.get("/board/jobs/{job_id}/log")
     def job_log(
+        request: Request,
         job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)],
         lines: Annotated[int, Query(ge=1, le=10_000)] = 200,
     ) -> JSONResponse:
         """Every stage's log of a job (JSON lines, oldest first)."""
+        access.require(request)
         current = view()
         record = current.store.get(job_id)
         if record is None:
@@ -216,7 +267,14 @@ def router(view: Callable[[], OpsView]) -> APIRouter:
         wanted = [(job_id, name) for name in record.state.stages]
         tails = read_tails(current.redis, current.store.prefix, wanted, lines)
         return JSONResponse(
-            {"job_id": job_id, "stages": {stage: tails[(job_id, stage)] for _, stage in wanted}}
+            {
+                "job_id": job_id,
+                "stages": {
+                    stage: [public_text(line) for line in tails[(job_id, stage)]]
+                    for _, stage in wanted
+                },
+            },
+            headers={"Cache-Control": "no-store"},
         )
 
     return routes

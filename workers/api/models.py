@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from pipeline.job import JobStatus, StageStatus
+from pipeline.job import ErrorInfo, JobStatus, StageStatus
 from pipeline.jobstore import JobRecord
 from pipeline.opsview import Alert
+from pipeline.redact import public_text, public_url
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 JOB_ID_PATTERN = r"^j[0-9a-f]{20}$"
@@ -52,6 +53,11 @@ class ErrorBody(BaseModel):
     hint: str = ""
     details: list[dict[str, Any]] = Field(default_factory=list)
 
+    @classmethod
+    def of(cls, error: ErrorInfo) -> ErrorBody:
+        """A job's or stage's error, the URLs in its message in their public form."""
+        return cls(code=error.code, message=public_text(error.message), hint=error.hint)
+
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
@@ -71,6 +77,7 @@ class StageView(BaseModel):
 class JobView(BaseModel):
     id: str
     source: str
+    """The source URL without credentials or signatures (pipeline.redact)."""
     event: str | None
     priority: int
     status: JobStatus
@@ -95,9 +102,7 @@ class JobView(BaseModel):
                 attempts=stage.attempts,
                 started_at=stage.started_at,
                 finished_at=stage.finished_at,
-                error=ErrorBody(code=error.code, message=error.message, hint=error.hint)
-                if error
-                else None,
+                error=ErrorBody.of(error) if error else None,
                 worker=record.rt(name).worker,
             )
         progress = (
@@ -107,17 +112,13 @@ class JobView(BaseModel):
         )
         return cls(
             id=state.id,
-            source=state.spec.source,
+            source=public_url(state.spec.source, keep_query=True),
             event=state.spec.event,
             priority=state.spec.priority,
             status=state.status,
             progress=round(progress, 1),
             stages=stages,
-            error=ErrorBody(
-                code=state.error.code, message=state.error.message, hint=state.error.hint
-            )
-            if state.error
-            else None,
+            error=ErrorBody.of(state.error) if state.error else None,
             card_id=state.card_id,
             card_url=f"/v1/cards/{state.card_id}" if state.card_id else None,
             created_at=state.created_at,

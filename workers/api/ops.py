@@ -1,6 +1,6 @@
 """The API's ops routes: ``/metrics`` (Prometheus), the jobs board, and /healthz's alerts.
 
-``install(api, settings, store)`` adds them to the producer API (``workers.api.app``) and
+``install(api, settings, tokens, producer)`` adds them to the producer API (``workers.api.app``) and
 returns an :class:`Ops` whose :meth:`Ops.alerts` /healthz shows. Everything reads Redis at
 request time through one :class:`~pipeline.opsview.OpsView`, so any API replica answers for
 the whole cluster.
@@ -19,7 +19,9 @@ from pipeline.jobstore import JobStore
 from pipeline.opsview import Alert, AlertKind, OpsView
 from pipeline.prometheus import CONTENT_TYPE, render
 from pipeline.settings import Settings
-from workers.api import board
+from workers.api import board, board_actions
+from workers.api.auth import BoardAccess, Tokens
+from workers.producer import Producer
 
 _JOB_PATH = re.compile(r"/(j[0-9a-f]{20})(?=[/?\s]|$)")
 
@@ -54,8 +56,10 @@ class Ops:
         return self.view().snapshot().alerts
 
 
-def install(api: FastAPI, settings: Settings, store: Callable[[], JobStore]) -> Ops:
-    ops = Ops(settings, store)
+def install(
+    api: FastAPI, settings: Settings, tokens: Tokens, producer: Callable[[], Producer]
+) -> Ops:
+    ops = Ops(settings, lambda: producer().store)
     logs.add_enricher(access_context)
 
     @api.get("/metrics", include_in_schema=False)
@@ -63,5 +67,7 @@ def install(api: FastAPI, settings: Settings, store: Callable[[], JobStore]) -> 
         """The cluster's metrics in Prometheus' text format."""
         return Response(render(ops.view()), media_type=CONTENT_TYPE)
 
-    api.include_router(board.router(ops.view))
+    access = BoardAccess(tokens, public=settings.ops.public_board)
+    api.include_router(board.router(ops.view, access))
+    api.include_router(board_actions.router(board.environment(), access, tokens, producer))
     return ops
