@@ -7,9 +7,13 @@ Whether an error is worth retrying is a property of its code, decided here and n
 
 from __future__ import annotations
 
+import errno
+import os
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 
 class ErrorCode(StrEnum):
@@ -23,8 +27,13 @@ class ErrorCode(StrEnum):
     SOURCE_BLOCKED = "source.blocked"
     SOURCE_LIVE = "source.live"
     SOURCE_INCOMPLETE = "source.incomplete"
+    SOURCE_UNSUPPORTED_PROTOCOL = "source.unsupported_protocol"
+    """The media could only be fetched by ffmpeg or another external downloader (SAMPLE-AES or
+    live HLS, RTMP...), which Recast never runs on a source's URLs."""
     LIMIT_DURATION = "limit.duration"
     LIMIT_FILESIZE = "limit.filesize"
+    LIMIT_PIXELS = "limit.pixels"
+    """The video's frames are larger than ``media.max_pixels``."""
     MEDIA_INVALID = "media.invalid"
     CARD_CONFLICT = "card.conflict"
     """The card id is taken by a card of another source; never replaced unless forced."""
@@ -36,6 +45,8 @@ class ErrorCode(StrEnum):
     STAGE_TIMEOUT = "stage.timeout"
     STAGE_INTERRUPTED = "stage.interrupted"
     """A tool the stage ran was killed from outside (OOM killer, an operator); retried."""
+    STORAGE_UNAVAILABLE = "storage.unavailable"
+    """The output or workspace is full, read-only, failing or gone, or its lock stayed taken."""
     WORKER_LOST = "worker.lost"
     JOB_CANCELLED = "job.cancelled"
     CONFIG_INVALID = "config.invalid"
@@ -59,6 +70,7 @@ TRANSIENT_CODES: frozenset[ErrorCode] = frozenset(
         ErrorCode.STAGE_STALLED,
         ErrorCode.STAGE_TIMEOUT,
         ErrorCode.STAGE_INTERRUPTED,
+        ErrorCode.STORAGE_UNAVAILABLE,
     }
 )
 
@@ -71,8 +83,10 @@ INPUT_CODES: frozenset[ErrorCode] = frozenset(
         ErrorCode.SOURCE_FORBIDDEN,
         ErrorCode.SOURCE_GEO_BLOCKED,
         ErrorCode.SOURCE_LIVE,
+        ErrorCode.SOURCE_UNSUPPORTED_PROTOCOL,
         ErrorCode.LIMIT_DURATION,
         ErrorCode.LIMIT_FILESIZE,
+        ErrorCode.LIMIT_PIXELS,
         ErrorCode.MEDIA_INVALID,
         ErrorCode.CARD_CONFLICT,
     }
@@ -87,8 +101,12 @@ HINTS: dict[ErrorCode, str] = {
     ErrorCode.SOURCE_BLOCKED: "The site is refusing us; wait, or supply cookies in settings.",
     ErrorCode.SOURCE_LIVE: "Submit it again once the stream has ended and a recording exists.",
     ErrorCode.SOURCE_INCOMPLETE: "The source is missing parts; try again later or another copy.",
+    ErrorCode.SOURCE_UNSUPPORTED_PROTOCOL: (
+        "Find another copy of the recording (a plain or AES-128 HLS, DASH or MP4 one)."
+    ),
     ErrorCode.LIMIT_DURATION: "Raise ingest.max_duration_s if this recording is wanted.",
     ErrorCode.LIMIT_FILESIZE: "Raise ingest.max_filesize_mb or ingest.max_height.",
+    ErrorCode.LIMIT_PIXELS: "Export the video at 8K or below, or raise media.max_pixels.",
     ErrorCode.MEDIA_INVALID: "Check the file plays; re-export or re-upload it.",
     ErrorCode.CARD_CONFLICT: "Another source owns that card id; resubmit with --replace-card.",
     ErrorCode.NETWORK_TIMEOUT: "Retried automatically; check the source site if it persists.",
@@ -98,6 +116,7 @@ HINTS: dict[ErrorCode, str] = {
     ErrorCode.STAGE_STALLED: "Retried automatically; the tool stopped making progress.",
     ErrorCode.STAGE_TIMEOUT: "Retried automatically; raise the stage time limit if it recurs.",
     ErrorCode.STAGE_INTERRUPTED: "Retried automatically; a tool was killed mid-run.",
+    ErrorCode.STORAGE_UNAVAILABLE: "Retried automatically; free space on, or remount, the storage.",
     ErrorCode.WORKER_LOST: "The input crashes workers; inspect it before retrying.",
     ErrorCode.JOB_CANCELLED: "Retry the job to run it again.",
     ErrorCode.CONFIG_INVALID: "Fix the setting named in the message.",
@@ -107,7 +126,9 @@ HINTS: dict[ErrorCode, str] = {
     ErrorCode.REQUEST_UNAUTHORIZED: "Send a valid token: Authorization: Bearer <token>.",
     ErrorCode.REQUEST_NOT_FOUND: "Check the id; jobs and cards are listed under /v1.",
     ErrorCode.REQUEST_CONFLICT: "The job is not in a state that allows this; fetch it first.",
-    ErrorCode.REQUEST_TOO_LARGE: "Send fewer URLs per request.",
+    ErrorCode.REQUEST_TOO_LARGE: (
+        "Send a smaller request: fewer URLs per request, a body within api.max_body_bytes."
+    ),
     ErrorCode.SERVICE_UNAVAILABLE: "Retry shortly; Redis or the workers are not reachable.",
 }
 
@@ -162,23 +183,77 @@ def retry_decision(
     max_attempts: int,
     base_delay_s: float = 2.0,
     max_delay_s: float = 300.0,
+    storage_span_s: float = 0.0,
     rng: random.Random | None = None,
 ) -> RetryDecision:
     """Whether to retry after ``attempt`` (1-based) failed, and after how long.
 
     Exponential backoff with full jitter; a server's Retry-After is honoured as a floor.
+    ``storage.unavailable`` has its own budget: it is retried (beyond ``max_attempts``) until
+    the backoff has spanned ``storage_span_s`` at least, because a full or read-only disk
+    takes minutes to put right, while a few quick attempts would all be lost on it.
     """
-    if not error.transient or attempt >= max_attempts:
+    limit = max_attempts
+    if error.code is ErrorCode.STORAGE_UNAVAILABLE:
+        limit = max(limit, attempts_spanning(storage_span_s, base_delay_s, max_delay_s))
+    if not error.transient or attempt >= limit:
         return RetryDecision(False, 0.0)
-    ceiling = min(max_delay_s, base_delay_s * (2 ** (attempt - 1)))
+    ceiling = _ceiling(attempt, base_delay_s, max_delay_s)
     delay = (rng or random).uniform(ceiling / 2, ceiling)
     if error.retry_after is not None:
         delay = max(delay, min(error.retry_after, max_delay_s))
     return RetryDecision(True, delay)
 
 
-def as_recast_error(exc: BaseException) -> RecastError:
-    """Any exception as a RecastError; unknown ones are internal errors (bugs)."""
+def attempts_spanning(span_s: float, base_delay_s: float, max_delay_s: float) -> int:
+    """Attempts whose backoff, at its shortest (half of each ceiling), adds up to ``span_s``.
+
+    Without a delay no span can be covered: 0 (the caller's ``max_attempts`` applies).
+    """
+    if span_s <= 0 or base_delay_s <= 0 or max_delay_s <= 0:
+        return 0
+    waited, attempts = 0.0, 1
+    while waited < span_s:
+        waited += _ceiling(attempts, base_delay_s, max_delay_s) / 2
+        attempts += 1
+    return attempts
+
+
+def _ceiling(attempt: int, base_delay_s: float, max_delay_s: float) -> float:
+    """The longest wait after ``attempt`` failed: doubling from the base, capped."""
+    return min(max_delay_s, base_delay_s * 2.0 ** min(attempt - 1, 64))
+
+
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ESTALE})
+"""A full disk or quota, a read-only remount, a failing disk, a vanished network share."""
+
+
+def storage_failure(exc: BaseException, roots: Iterable[Path] = ()) -> RecastError | None:
+    """The transient ``storage.unavailable`` for an OSError (or one it was raised from) that
+    says the disk is full, read-only, failing or gone; ``ENOENT`` counts when one of the
+    storage ``roots`` (output, workspace) has vanished. None for any other exception."""
+    roots = tuple(roots)
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, RecastError):
+        if isinstance(cause, OSError) and _storage_fault(cause, roots):
+            reason = os.strerror(cause.errno) if cause.errno else str(cause)
+            return RecastError(ErrorCode.STORAGE_UNAVAILABLE, f"The storage failed: {reason}.")
+        cause = cause.__cause__
+    return None
+
+
+def _storage_fault(error: OSError, roots: Iterable[Path]) -> bool:
+    if error.errno in STORAGE_ERRNOS:
+        return True
+    return error.errno == errno.ENOENT and any(not Path(root).is_dir() for root in roots)
+
+
+def as_recast_error(exc: BaseException, storage_roots: Iterable[Path] = ()) -> RecastError:
+    """Any exception as a RecastError: storage faults (see :func:`storage_failure`) are the
+    transient ``storage.unavailable``; other unknown ones are internal errors (bugs)."""
     if isinstance(exc, RecastError):
         return exc
+    failure = storage_failure(exc, storage_roots)
+    if failure is not None:
+        return failure
     return RecastError(ErrorCode.INTERNAL, f"Unexpected {type(exc).__name__}: {exc}")

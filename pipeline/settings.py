@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,31 @@ class StorageSettings(Section):
     """Where jobs keep their working files (downloads, intermediate outputs, job.json)."""
     public_base_url: str = ""
     """When set, every link in cards and pages is absolute under this URL."""
+    retry_span_s: float = Field(300.0, gt=0)
+    """How long a full, read-only or vanished output or workspace is waited out (retried with
+    backoff) before a stage or a failed job's clean-up gives up with storage.unavailable."""
+    file_mode: str = "0644"
+    """Octal mode of every published file (local output), whatever the umask; folders get
+    the same plus x where there is r ("0644" gives folders 0755). The owner needs rw."""
+
+    @field_validator("file_mode")
+    @classmethod
+    def _valid_file_mode(cls, value: str) -> str:
+        if not re.fullmatch(r"0?[0-7]{3}", value):
+            raise ValueError(f"{value!r} is not an octal file mode such as 0644")
+        if int(value, 8) & 0o600 != 0o600:
+            raise ValueError(f"{value!r} does not let the owner read and write")
+        return value
+
+    @property
+    def file_permissions(self) -> int:
+        return int(self.file_mode, 8)
+
+    @property
+    def dir_permissions(self) -> int:
+        """The file mode plus x (search) for each of owner, group and others that may read."""
+        mode = self.file_permissions
+        return mode | ((mode & 0o444) >> 2)
 
 
 class IngestSettings(Section):
@@ -78,6 +104,8 @@ class ExecutorSettings(Section):
     max_attempts: int = Field(3, ge=1, le=20)
     """Attempts per stage for transient errors (the first run counts)."""
     retry_base_delay_s: float = Field(2.0, ge=0)
+    retry_max_delay_s: float = Field(300.0, gt=0)
+    """The longest wait between two attempts (the backoff doubles up to it)."""
 
 
 class LogSettings(Section):
@@ -279,6 +307,9 @@ class MediaSettings(Section):
     loudness_target_lufs: float = Field(-16.0, ge=-70, le=-5)
     loudness_true_peak_db: float = Field(-1.0, ge=-9, le=0)
     loudness_range_lu: float = Field(11.0, ge=1, le=50)
+    max_pixels: int = Field(7680 * 4320, ge=16 * 16, le=1_000_000_000)
+    """Largest video frame (coded width x height) accepted: the probe stage refuses a larger
+    one (``limit.pixels``) and every decoder is capped near it (default 8K UHD)."""
     mp4_height: int = Field(720, ge=90, le=4320)
     """Progressive MP4: this rung, or the highest rung below it."""
     stall_timeout_s: float = Field(120.0, gt=0)
@@ -335,6 +366,9 @@ class OpsSettings(Section):
     """The last failures listed by recast status and the jobs board."""
     board_refresh_s: float = Field(2.0, gt=0)
     """How often the jobs board polls for changes."""
+    public_board: bool = False
+    """Let anyone read the jobs board and job logs; by default they need an API token (a
+    bearer header, or the board's login cookie). Retry and cancel always need one."""
 
 
 class Settings(BaseSettings):

@@ -184,7 +184,15 @@ def validate_card(card: Card) -> None:
 
 
 def source_json(meta: SourceInfo) -> bytes:
-    data = meta.model_dump(mode="json", exclude={"media_file", "thumbnail_file"})
+    """What the source said about itself, as published: its URLs in their public form."""
+    public = meta.model_copy(
+        update={
+            "webpage_url": cardbuilder.public_source_url(meta, meta.webpage_url),
+            "uploader_url": cardbuilder.public_source_url(meta, meta.uploader_url),
+            "thumbnail_url": cardbuilder.public_source_url(meta, meta.thumbnail_url or "") or None,
+        }
+    )
+    data = public.model_dump(mode="json", exclude={"media_file", "thumbnail_file"})
     return (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode()
 
 
@@ -422,6 +430,8 @@ def assemble(
     card.pages = Pages(card_html=ctx.url("card.html"), watch_html=watch_url, oembed=oembed_url)
     if watch_url is not None:
         card.link = Link(label=settings.card.watch_label, href=watch_url)
+    elif not card.link.href:  # a local file has no page of its own to link to yet
+        card.link = Link(label=settings.card.watch_label, href=ctx.url("card.html"))
     transcript_text = (
         parts.transcript_txt.read_text("utf-8", errors="replace") if parts.transcript_txt else None
     )

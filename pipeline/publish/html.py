@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
@@ -115,19 +117,23 @@ def _width(source: ImageSource) -> int:
 
 
 def render_card_html(card: Card) -> str:
-    """The teaser card as a semantic HTML snippet (no script)."""
+    """The teaser card as a semantic HTML snippet (no script), in plain ASCII: any other
+    character is a numeric character reference, so the snippet reads right without a charset
+    (opened on its own, or embedded in a page of any encoding)."""
     template = environment().get_template("card.html.jinja")
     placeholder = None
     if card.poster is not None:
         placeholder = placeholder_data_uri(
             card.poster.placeholder, card.poster.width, card.poster.height
         )
-    return template.render(
+    snippet = template.render(
         card=card,
         sizes=_sizes(card),
         extra_sources=_extra_sources(card),
         placeholder_uri=placeholder,
     )
+    # Safe after escaping: a reference stands for one character, in text and attributes alike.
+    return snippet.encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,41 @@ def _default_track(card: Card) -> int:
         if not track.automatic:
             return index
     return 0
+
+
+def watch_csp(urls: Iterable[str]) -> str:
+    """The watch page's Content-Security-Policy (a ``<meta>``, as it is a static file): its own
+    origin, plus the origins of the absolute asset URLs it uses (a CDN under a public base URL).
+    hls.js plays through ``blob:`` media and may start a ``blob:`` worker. ``frame-ancestors``
+    cannot be set by a ``<meta>``: the web server sends it (docs/ops.md)."""
+    origins = sorted({origin for origin in map(_origin, urls) if origin})
+    extra = "".join(f" {origin}" for origin in origins)
+    return (
+        f"default-src 'none'; script-src 'self'{extra}; style-src 'self'{extra}; "
+        f"img-src 'self' data:{extra}; media-src 'self' blob:{extra}; "
+        f"connect-src 'self'{extra}; worker-src 'self' blob:; "
+        "object-src 'none'; base-uri 'none'; form-action 'none'"
+    )
+
+
+def _origin(url: str | None) -> str:
+    try:
+        parts = urlsplit(url or "")
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ""
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def _page_assets(card: Card, static: StaticUrls) -> list[str]:
+    """Every URL the watch page loads (the links it only points to are not among them)."""
+    urls = [static.js, static.css, static.hls, card.streams.hls, card.storyboard]
+    urls += [source.src for source in card.streams.mp4]
+    urls += [track.src for track in card.captions]
+    if card.poster is not None:
+        urls += [card.poster.src] + [source.src for source in card.poster.sources]
+    return [url for url in urls if url]
 
 
 def render_watch_html(
@@ -180,5 +221,6 @@ def render_watch_html(
         "chapters": chapters,
         "paragraphs": extras.paragraphs,
         "downloads": downloads,
+        "csp": watch_csp(_page_assets(card, static)),
     }
     return template.render(**context)
