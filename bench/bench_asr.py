@@ -3,7 +3,7 @@
 A ~2-minute talk is synthesized with espeak-ng and muxed into a video. On 2 cores, with the
 offline Whisper base model in int8, the same file goes through:
 
-- ours: ``ffmpeg_tools.extract_speech_audio`` (16 kHz mono) then ``pipeline.asr.transcribe``
+- ours: ``ffmpeg_tools.extract_speech_audio`` (16 kHz mono) then ``pipeline.tools.asr.transcribe``
   with the project's default settings (VAD, word timestamps, beam 1, no conditioning on the
   previous text), as the transcript stage runs it;
 - reference: ``WhisperModel(...).transcribe(path)`` with default options (beam 5, no VAD, no
@@ -62,9 +62,9 @@ VARIANTS = ("ours", "reference", "ours-beam5")
 
 def child(variant: str, media: Path, model: str, threads: int) -> dict[str, Any]:
     """One measurement, in this process; returns the figures as a dict."""
-    from pipeline import asr, ffmpeg_tools
-    from pipeline.settings import TranscriptSettings
-    from pipeline.transcript import read_speech_wav
+    from pipeline.core.settings import TranscriptSettings
+    from pipeline.stages.transcript import read_speech_wav
+    from pipeline.tools import asr, ffmpeg_tools
 
     started = time.perf_counter()
     defaults = TranscriptSettings()
@@ -127,7 +127,7 @@ def make_talk(directory: Path) -> tuple[Path, float]:
     from tests.support.media import make_speech_clip
 
     media = make_speech_clip(directory / "talk.mp4", TALK, size="320x180")
-    from pipeline import ffmpeg_tools
+    from pipeline.tools import ffmpeg_tools
 
     return media, ffmpeg_tools.media_duration(ffmpeg_tools.probe(media)) or 0.0
 
@@ -144,8 +144,8 @@ def main() -> int:
         print(json.dumps(child(args.child, Path(args.media), args.model, args.threads)))
         return 0
 
-    from pipeline.models import install_offline_model
-    from pipeline.settings import load_settings
+    from pipeline.core.settings import load_settings
+    from pipeline.tools.speech_models import install_offline_model
     from tests.support.speech import wer
 
     with tempfile.TemporaryDirectory(prefix="bench-asr-") as scratch:

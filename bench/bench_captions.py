@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.captions import caption_words, parse_caption_text  # noqa: E402
+from pipeline.media.captions import caption_words, parse_caption_text  # noqa: E402
 from tests.support.captions import rolling_vtt  # noqa: E402
 
 KB = 1024

@@ -27,11 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.executor import LocalExecutor  # noqa: E402
-from pipeline.job import JobSpec  # noqa: E402
-from pipeline.jobstore import JobStore  # noqa: E402
+from pipeline.core.job import JobSpec  # noqa: E402
+from pipeline.core.settings import Settings  # noqa: E402
+from pipeline.engine.distributed.jobstore import JobStore  # noqa: E402
+from pipeline.engine.local import LocalExecutor  # noqa: E402
 from pipeline.publish.publisher import CardPublisher  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
 from tests.support.httpserver import MediaServer  # noqa: E402
 from tests.support.media import make_clip  # noqa: E402

@@ -7,7 +7,7 @@ write (stage histograms for every stage). Measured side by side, in one run, for
 
 - **page**: ``JobStore.list_jobs(limit=50)``: what a producer's list costs (the reference);
 - **snapshot**: ``OpsView.snapshot()``: what ``recast status``, /healthz and the board pay;
-- **scrape**: ``pipeline.prometheus.render``: a Prometheus scrape of /metrics.
+- **scrape**: ``pipeline.ops.prometheus.render``: a Prometheus scrape of /metrics.
 
     .venv/bin/python bench/bench_ops.py [--jobs 50,500,2000] [--runs 5]
 """
@@ -25,12 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.dag import default_dag  # noqa: E402
-from pipeline.job import JobSpec, JobStatus, StageStatus, utcnow  # noqa: E402
-from pipeline.jobstore import Effects, JobRecord, JobStore  # noqa: E402
-from pipeline.metrics import MetricsRecorder  # noqa: E402
-from pipeline.opsview import OpsView  # noqa: E402
-from pipeline.prometheus import render  # noqa: E402
+from pipeline.core.job import JobSpec, JobStatus, StageStatus, utcnow  # noqa: E402
+from pipeline.engine.distributed.jobstore import Effects, JobRecord, JobStore  # noqa: E402
+from pipeline.ops.metrics import MetricsRecorder  # noqa: E402
+from pipeline.ops.opsview import OpsView  # noqa: E402
+from pipeline.ops.prometheus import render  # noqa: E402
+from pipeline.stages import default_dag  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
 from tests.support.workers import RedisServer, celery_test_settings  # noqa: E402
 

@@ -29,12 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.card import CardStatus  # noqa: E402
+from pipeline.core.card import CardStatus  # noqa: E402
+from pipeline.core.settings import Settings  # noqa: E402
+from pipeline.core.stage import StageResult  # noqa: E402
 from pipeline.publish import webhooks  # noqa: E402
 from pipeline.publish.publisher import publish_from_stages  # noqa: E402
-from pipeline.publish.stage import READY_INPUTS  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
-from pipeline.stage import StageResult  # noqa: E402
+from pipeline.stages.publish import READY_INPUTS  # noqa: E402
 from pipeline.storage import Storage, open_storage  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
 from tests.support.publishing import Job, JobMedia, make_job, stage_context  # noqa: E402

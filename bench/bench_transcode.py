@@ -40,18 +40,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import ffmpeg_tools  # noqa: E402
-from pipeline.dag import Dag  # noqa: E402
-from pipeline.executor import LocalExecutor  # noqa: E402
-from pipeline.ingest import STAGE as INGEST  # noqa: E402
-from pipeline.job import JobSpec  # noqa: E402
-from pipeline.playable import STAGE as PLAYABLE  # noqa: E402
-from pipeline.probe import STAGE as PROBE  # noqa: E402
-from pipeline.probe import load_media  # noqa: E402
-from pipeline.runner import run_stage  # noqa: E402
-from pipeline.settings import Settings, load_settings  # noqa: E402
-from pipeline.stage import StageContext  # noqa: E402
-from pipeline.transcode import (  # noqa: E402
+from pipeline.core.dag import Dag  # noqa: E402
+from pipeline.core.job import JobSpec  # noqa: E402
+from pipeline.core.settings import Settings, load_settings  # noqa: E402
+from pipeline.core.stage import StageContext  # noqa: E402
+from pipeline.core.workspace import Workspace  # noqa: E402
+from pipeline.engine.local import LocalExecutor  # noqa: E402
+from pipeline.engine.runner import run_stage  # noqa: E402
+from pipeline.stages.ingest import STAGE as INGEST  # noqa: E402
+from pipeline.stages.playable import STAGE as PLAYABLE  # noqa: E402
+from pipeline.stages.probe import STAGE as PROBE  # noqa: E402
+from pipeline.stages.probe import load_media  # noqa: E402
+from pipeline.stages.transcode import (  # noqa: E402
     AUDIO_NAME,
     HLS_DIR,
     Plan,
@@ -59,8 +59,8 @@ from pipeline.transcode import (  # noqa: E402
     make_plan,
     measure_loudness,
 )
-from pipeline.transcode import STAGE as TRANSCODE  # noqa: E402
-from pipeline.workspace import Workspace  # noqa: E402
+from pipeline.stages.transcode import STAGE as TRANSCODE  # noqa: E402
+from pipeline.tools import ffmpeg_tools  # noqa: E402
 
 
 def ffmpeg(*args: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.settings import Settings, load_settings
+from pipeline.core.settings import Settings, load_settings
 from tests.support.httpserver import MediaServer
 
 

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from pipeline.jobstore import JobStore
-from pipeline.stage import Queue
+from pipeline.core.stage import Queue
+from pipeline.engine.distributed.jobstore import JobStore
 from tests.conftest import make_settings
 from tests.support.workers import ROOT, RedisServer, free_port, wait_for, write_config
 from workers.api import create_api

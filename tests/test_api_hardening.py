@@ -6,7 +6,7 @@
   ``ops.public_board``; retry and cancel from the board always do;
 - HTML answers carry a Content-Security-Policy with ``frame-ancestors``, X-Frame-Options and
   nosniff; /docs is Swagger UI from the API's own files (checked in Chromium too);
-- ``pipeline.redact``: URLs shown on the board, by ``recast status`` / ``recast jobs`` and the
+- ``pipeline.core.redact``: URLs shown on the board, by ``recast status`` / ``recast jobs`` and the
   API, and published in cards, carry no credentials or signatures.
 """
 
@@ -34,17 +34,17 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline import cli
-from pipeline.card import Card, CardStatus
-from pipeline.cardbuilder import build_card
-from pipeline.ingest import load_info
-from pipeline.job import ErrorInfo, JobSpec, JobStatus, StageStatus
-from pipeline.joblog import log_key
-from pipeline.jobstore import Effects, JobRecord, JobStore
+from pipeline.cli import main as cli
+from pipeline.core.card import Card, CardStatus
+from pipeline.core.job import ErrorInfo, JobSpec, JobStatus, StageStatus
+from pipeline.core.redact import public_text, public_url
+from pipeline.core.settings import CONFIG_FILE_ENV, Settings
+from pipeline.engine.distributed.jobstore import Effects, JobRecord, JobStore
+from pipeline.ops.joblog import log_key
 from pipeline.publish import webhooks
-from pipeline.publish.stage import run_publish
-from pipeline.redact import public_text, public_url
-from pipeline.settings import CONFIG_FILE_ENV, Settings
+from pipeline.publish.cardbuilder import build_card
+from pipeline.stages.ingest import load_info
+from pipeline.stages.publish import run_publish
 from tests.conftest import make_settings
 from tests.support.browser import chromium
 from tests.support.httpserver import MediaServer
@@ -75,7 +75,7 @@ def assert_no_secrets(text: str) -> None:
         assert secret not in text, secret
 
 
-# -- pipeline.redact -----------------------------------------------------------------------
+# -- pipeline.core.redact -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

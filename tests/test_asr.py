@@ -10,12 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import asr
-from pipeline.cli import main
-from pipeline.job import JobStatus, StageStatus
-from pipeline.models import install_offline_model, offline_model_dir, read_record, verify
-from pipeline.stage import AssetRole
-from pipeline.workspace import Workspace
+from pipeline.cli.main import main
+from pipeline.core.job import JobStatus, StageStatus
+from pipeline.core.stage import AssetRole
+from pipeline.core.workspace import Workspace
+from pipeline.tools import asr
+from pipeline.tools.speech_models import (
+    install_offline_model,
+    offline_model_dir,
+    read_record,
+    verify,
+)
 from tests.support.httpserver import MediaServer
 from tests.support.media import make_clip, make_speech_clip, run_ffmpeg, speak
 from tests.support.speech import (

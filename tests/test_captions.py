@@ -12,16 +12,16 @@ import webvtt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import languages
-from pipeline.captions import (
+from pipeline.core import languages
+from pipeline.core.timedtext import Word
+from pipeline.media.captions import (
     CaptionError,
     caption_words,
     parse_caption_file,
     parse_caption_text,
 )
-from pipeline.cardbuilder import choose_excerpt
-from pipeline.subtitles import CueRules, build_cues, to_srt, to_vtt, wrap_words
-from pipeline.timedtext import Word
+from pipeline.media.subtitles import CueRules, build_cues, to_srt, to_vtt, wrap_words
+from pipeline.publish.cardbuilder import choose_excerpt
 from tests.support.captions import rolling_vtt
 from tests.support.webvtt_strict import WebVTTError, check_rules, check_webvtt
 

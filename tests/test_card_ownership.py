@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dag import Dag
-from pipeline.errors import ErrorCode
-from pipeline.executor import LocalExecutor
-from pipeline.ingest import STAGE as INGEST_STAGE
-from pipeline.job import JobSpec, JobState, JobStatus
+from pipeline.core.dag import Dag
+from pipeline.core.errors import ErrorCode
+from pipeline.core.job import JobSpec, JobState, JobStatus
+from pipeline.core.settings import Settings
+from pipeline.core.source import card_id_for
+from pipeline.engine.local import LocalExecutor
 from pipeline.publish.ownership import FORCE_OPTION
 from pipeline.publish.publisher import CardPublisher
-from pipeline.settings import Settings
-from pipeline.source import card_id_for
+from pipeline.stages.ingest import STAGE as INGEST_STAGE
 from tests.support.httpserver import MediaServer
 from tests.support.media import make_clip
 

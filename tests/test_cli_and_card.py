@@ -13,9 +13,9 @@ import jsonschema
 import pytest
 from PIL import Image
 
-from pipeline.card import card_json_schema_text
-from pipeline.cli import main
-from pipeline.settings import Settings
+from pipeline.cli.main import main
+from pipeline.core.card import card_json_schema_text
+from pipeline.core.settings import Settings
 from tests.support.httpserver import MediaServer
 from tests.support.media import make_clip
 

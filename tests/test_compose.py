@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.cli import build_parser
-from pipeline.settings import load_settings
-from pipeline.stage import Queue
+from pipeline.cli.main import build_parser
+from pipeline.core.settings import load_settings
+from pipeline.core.stage import Queue
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -98,7 +98,7 @@ def test_every_command_exists_in_the_package() -> None:
     scripts = re.search(
         r"\[project\.scripts\]\n(.*?)\n\n", (ROOT / "pyproject.toml").read_text(), re.S
     )
-    assert scripts is not None and 'recast = "pipeline.cli:main"' in scripts.group(1)
+    assert scripts is not None and 'recast = "pipeline.cli.main:main"' in scripts.group(1)
     parser = build_parser()
     for name, service in RECAST_SERVICES.items():
         command = service["command"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from pipeline.errors import ErrorCode, RecastError, retry_decision
+from pipeline.core.errors import ErrorCode, RecastError, retry_decision
 
 
 def test_permanent_errors_are_never_retried() -> None:

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dag import Dag, default_dag
-from pipeline.errors import ErrorCode, RecastError
-from pipeline.executor import LocalExecutor
-from pipeline.job import JobSpec, JobStatus, StageStatus
-from pipeline.settings import Settings
-from pipeline.stage import Queue, Stage, StageContext, StageResult
-from pipeline.workspace import Workspace
+from pipeline.core.dag import Dag
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.job import JobSpec, JobStatus, StageStatus
+from pipeline.core.settings import Settings
+from pipeline.core.stage import Queue, Stage, StageContext, StageResult
+from pipeline.core.workspace import Workspace
+from pipeline.engine.local import LocalExecutor
+from pipeline.stages import default_dag
 from tests.conftest import make_settings
 
 

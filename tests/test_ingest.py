@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline.dag import Dag
-from pipeline.errors import ErrorCode, RecastError, retry_decision
-from pipeline.executor import LocalExecutor
-from pipeline.ingest import STAGE as INGEST_STAGE
-from pipeline.ingest import expand, load_info
-from pipeline.job import JobSpec, JobState, JobStatus
+from pipeline.core.dag import Dag
+from pipeline.core.errors import ErrorCode, RecastError, retry_decision
+from pipeline.core.job import JobSpec, JobState, JobStatus
+from pipeline.core.settings import Settings
+from pipeline.core.workspace import Workspace
+from pipeline.engine.local import LocalExecutor
 from pipeline.publish.publisher import CardPublisher
-from pipeline.settings import Settings
-from pipeline.workspace import Workspace
+from pipeline.stages.ingest import STAGE as INGEST_STAGE
+from pipeline.stages.ingest import expand, load_info
 from tests.conftest import make_settings
 from tests.support.httpserver import MediaServer, Response
 from tests.support.media import make_clip, make_hls
@@ -201,7 +201,7 @@ def test_captions_downloaded_when_offered(
 
 
 def test_human_captions_preferred_over_automatic() -> None:
-    from pipeline.ingest import _subtitle_tracks
+    from pipeline.stages.ingest import _subtitle_tracks
 
     info = {
         "subtitles": {"en": [{"ext": "vtt", "name": "English"}]},

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ErrorCode, RecastError
-from pipeline.ffmpeg_tools import probe
-from pipeline.ingest import load_info, url_policy
-from pipeline.job import JobStatus
-from pipeline.settings import Settings
-from pipeline.workspace import Workspace
-from pipeline.ytdlp import RecastYoutubeDL, ytdlp_options
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.job import JobStatus
+from pipeline.core.settings import Settings
+from pipeline.core.workspace import Workspace
+from pipeline.stages.ingest import load_info, url_policy
+from pipeline.tools.ffmpeg_tools import probe
+from pipeline.tools.ytdlp import RecastYoutubeDL, ytdlp_options
 from tests.conftest import make_settings
 from tests.support.httpserver import LoggedRequest, MediaServer, Response
 from tests.support.media import make_encrypted_hls, make_hls, make_split_hls

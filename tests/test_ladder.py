@@ -10,16 +10,16 @@ from fractions import Fraction
 
 import pytest
 
-from pipeline.errors import ConfigError
-from pipeline.ladder import (
+from pipeline.core.errors import ConfigError
+from pipeline.core.settings import LadderRung, MediaSettings, load_settings
+from pipeline.media.ladder import (
     choose_ladder,
     nearest_even,
     output_frame_rate,
     progressive_rendition,
     scaled_size,
 )
-from pipeline.probe import VideoInfo
-from pipeline.settings import LadderRung, MediaSettings, load_settings
+from pipeline.stages.probe import VideoInfo
 
 LADDER = MediaSettings().ladder
 NTSC = Fraction(30000, 1001)

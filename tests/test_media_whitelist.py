@@ -22,18 +22,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline import ffmpeg_tools
-from pipeline.dag import Dag
-from pipeline.errors import ErrorCode, RecastError
-from pipeline.executor import LocalExecutor
-from pipeline.ffmpeg_tools import Graph, Output
-from pipeline.images import to_jpeg
-from pipeline.ingest import STAGE as INGEST
-from pipeline.job import JobSpec, JobState, JobStatus, StageStatus
-from pipeline.probe import STAGE as PROBE
-from pipeline.probe import MediaInfo, VideoInfo, check_frame_size, probe_file
-from pipeline.settings import Settings
-from pipeline.thumbnails import make_thumbnails
+from pipeline.core.dag import Dag
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.job import JobSpec, JobState, JobStatus, StageStatus
+from pipeline.core.settings import Settings
+from pipeline.engine.local import LocalExecutor
+from pipeline.stages.ingest import STAGE as INGEST
+from pipeline.stages.probe import STAGE as PROBE
+from pipeline.stages.probe import MediaInfo, VideoInfo, check_frame_size, probe_file
+from pipeline.stages.thumbnails import make_thumbnails
+from pipeline.tools import ffmpeg_tools
+from pipeline.tools.ffmpeg_tools import Graph, Output
+from pipeline.tools.images import to_jpeg
 from tests.conftest import make_settings
 from tests.support.httpserver import MediaServer
 from tests.support.media import make_clip, run_ffmpeg
@@ -306,7 +306,7 @@ def test_a_16000x16000_source_is_refused_at_probe(tmp_path: Path) -> None:
 def test_a_16000x16000_job_fails_with_the_pixel_code_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     settings = make_settings(tmp_path)
     huge = huge_frame_file(tmp_path / "huge.mkv")

@@ -27,10 +27,10 @@ import pytest
 from playwright.sync_api import BrowserContext, Page
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.dag import default_dag
-from pipeline.job import FINISHED_STAGE_STATUSES, JobSpec, JobStatus, StageStatus
-from pipeline.jobstore import JobRecord, JobStore
-from pipeline.settings import Settings
+from pipeline.core.job import FINISHED_STAGE_STATUSES, JobSpec, JobStatus, StageStatus
+from pipeline.core.settings import Settings
+from pipeline.engine.distributed.jobstore import JobRecord, JobStore
+from pipeline.stages import default_dag
 from tests.conftest import make_settings
 from tests.support.browser import ARTIFACTS, chromium
 from tests.support.httpserver import MediaServer, Response

@@ -21,19 +21,20 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline import ffmpeg_tools, logs
-from pipeline.errors import RecastError
-from pipeline.job import JobSpec, utcnow
-from pipeline.joblog import JobLogHandler, read_log, render_line
-from pipeline.jobstore import Effects, JobRecord, JobStore
-from pipeline.metrics import STAGE_BUCKETS
-from pipeline.opshistory import Sample, throughput
-from pipeline.opsview import AlertKind, OpsView
-from pipeline.prometheus import render
-from pipeline.settings import Settings
-from pipeline.stage import StageContext
-from pipeline.workspace import Workspace
-from pipeline.ytdlp import _QuietLogger
+from pipeline.core import logs
+from pipeline.core.errors import RecastError
+from pipeline.core.job import JobSpec, utcnow
+from pipeline.core.settings import Settings
+from pipeline.core.stage import StageContext
+from pipeline.core.workspace import Workspace
+from pipeline.engine.distributed.jobstore import Effects, JobRecord, JobStore
+from pipeline.ops.joblog import JobLogHandler, read_log, render_line
+from pipeline.ops.metrics import STAGE_BUCKETS
+from pipeline.ops.opshistory import Sample, throughput
+from pipeline.ops.opsview import AlertKind, OpsView
+from pipeline.ops.prometheus import render
+from pipeline.tools import ffmpeg_tools
+from pipeline.tools.ytdlp import _QuietLogger
 from tests.conftest import make_settings
 from tests.support.workers import (
     ROOT,
@@ -162,7 +163,8 @@ def _waiting_job(store: JobStore, source: str, waited: timedelta) -> JobRecord:
 
 
 def _blocked_failure(store: JobStore, record: JobRecord) -> None:
-    """What the job store records when ingest fails with source.blocked (pipeline.stagerun)."""
+    """What the job store records when ingest fails with source.blocked
+    (pipeline.engine.distributed.stagerun)."""
 
     def fail(current: JobRecord) -> Effects:
         effects = Effects()

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
-from pipeline.card import Card
+from pipeline.core.card import Card
 from pipeline.publish import webhooks
-from pipeline.publish.stage import run_publish
 from pipeline.publish.writer import upload_type
+from pipeline.stages.publish import run_publish
 from tests.conftest import make_settings
 from tests.support.browser import ARTIFACTS, chromium
 from tests.support.httpserver import MediaServer
@@ -180,8 +180,8 @@ def test_card_renders_at_the_posters_size_with_nothing_broken(
 def real_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MediaServer, Card]]:
     """The output of the real default DAG (ingest, probe, playable, transcode, thumbnails,
     transcript, publish) on a spoken clip."""
-    from pipeline.executor import LocalExecutor
-    from pipeline.job import JobSpec, JobStatus
+    from pipeline.core.job import JobSpec, JobStatus
+    from pipeline.engine.local import LocalExecutor
     from pipeline.publish.publisher import CardPublisher
     from tests.support.media import make_speech_clip
 

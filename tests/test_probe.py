@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dag import Dag
-from pipeline.errors import ErrorCode, RecastError
-from pipeline.executor import LocalExecutor
-from pipeline.ingest import STAGE as INGEST
-from pipeline.job import JobSpec, JobStatus, StageStatus
-from pipeline.probe import STAGE as PROBE
-from pipeline.probe import load_media, probe_file
-from pipeline.workspace import Workspace
+from pipeline.core.dag import Dag
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.job import JobSpec, JobStatus, StageStatus
+from pipeline.core.workspace import Workspace
+from pipeline.engine.local import LocalExecutor
+from pipeline.stages.ingest import STAGE as INGEST
+from pipeline.stages.probe import STAGE as PROBE
+from pipeline.stages.probe import load_media, probe_file
 from tests.conftest import make_settings
 from tests.test_transcode import ffmpeg, make_source
 

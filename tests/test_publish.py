@@ -11,17 +11,17 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pipeline.card import Card, CardStatus
-from pipeline.executor import LocalExecutor
-from pipeline.job import JobSpec, JobState, JobStatus, StageStatus
-from pipeline.manifest import Manifest
+from pipeline.core.card import Card, CardStatus
+from pipeline.core.job import JobSpec, JobState, JobStatus, StageStatus
+from pipeline.core.manifest import Manifest
+from pipeline.core.settings import Settings
+from pipeline.core.stage import StageContext
+from pipeline.core.workspace import Workspace
+from pipeline.engine.local import LocalExecutor
 from pipeline.publish import events, webhooks
 from pipeline.publish.publisher import CardPublisher
-from pipeline.publish.stage import run_publish, run_publish_playable
-from pipeline.settings import Settings
-from pipeline.stage import StageContext
+from pipeline.stages.publish import run_publish, run_publish_playable
 from pipeline.storage import LocalStorage
-from pipeline.workspace import Workspace
 from tests.conftest import make_settings
 from tests.support.publishing import (
     JobMedia,
@@ -273,7 +273,7 @@ def test_republishing_uploads_only_what_changed(media: JobMedia, settings: Setti
 def test_the_real_dag_end_to_end(tmp_path: Path) -> None:
     """``recast process``'s path with the real stages of the default DAG, whichever are built:
     the card is schema-valid, lists only files that exist, and is as good as the stages allow."""
-    from pipeline.dag import default_dag
+    from pipeline.stages import default_dag
     from tests.support.media import make_speech_clip
 
     clip = make_speech_clip(
@@ -312,7 +312,7 @@ def test_the_real_dag_end_to_end(tmp_path: Path) -> None:
 
 
 def test_committed_schema_is_the_generated_one() -> None:
-    from pipeline.card import card_json_schema_text
+    from pipeline.core.card import card_json_schema_text
 
     assert (ROOT / "docs" / "card.schema.json").read_text() == card_json_schema_text(), (
         "regenerate with: recast schema > docs/card.schema.json"

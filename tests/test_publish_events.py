@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.card import Card, CardStatus
-from pipeline.job import utcnow
+from pipeline.core.card import Card, CardStatus
+from pipeline.core.job import utcnow
+from pipeline.core.settings import Settings
 from pipeline.publish import events, webhooks, writer
-from pipeline.publish.stage import run_publish
-from pipeline.settings import Settings
+from pipeline.stages.publish import run_publish
 from pipeline.storage import Storage, open_storage
 from tests.conftest import make_settings
 from tests.support.publishing import JobMedia, make_info, make_job, stage_context

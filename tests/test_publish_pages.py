@@ -16,13 +16,13 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.card import Card
+from pipeline.core.card import Card
+from pipeline.core.settings import Settings
 from pipeline.publish import webhooks
 from pipeline.publish.html import placeholder_data_uri
 from pipeline.publish.jsonld import script_json
 from pipeline.publish.paragraphs import group, vtt_cues
-from pipeline.publish.stage import run_publish
-from pipeline.settings import Settings
+from pipeline.stages.publish import run_publish
 from tests.conftest import make_settings
 from tests.support.publishing import TRICKY_TITLE, JobMedia, make_info, make_job, stage_context
 

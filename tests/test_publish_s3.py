@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.card import Card, CardStatus
+from pipeline.core.card import Card, CardStatus
+from pipeline.core.settings import Settings
 from pipeline.publish import webhooks
 from pipeline.publish.publisher import publish_from_stages
-from pipeline.publish.stage import PLAYABLE_INPUTS, READY_INPUTS
-from pipeline.settings import Settings
+from pipeline.stages.publish import PLAYABLE_INPUTS, READY_INPUTS
 from pipeline.storage import LocalStorage, Storage, open_storage
 from pipeline.storage.s3 import S3Storage
 from tests.conftest import make_settings

@@ -18,13 +18,13 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pipeline.card import Card, CardStatus
-from pipeline.errors import ConfigError, ErrorCode
-from pipeline.executor import LocalExecutor
-from pipeline.job import JobSpec, JobStatus
+from pipeline.core.card import Card, CardStatus
+from pipeline.core.errors import ConfigError, ErrorCode
+from pipeline.core.job import JobSpec, JobStatus
+from pipeline.core.settings import load_settings
+from pipeline.engine.local import LocalExecutor
 from pipeline.publish import webhooks
 from pipeline.publish.publisher import CardPublisher
-from pipeline.settings import load_settings
 from pipeline.storage import LocalStorage
 from tests.conftest import make_settings
 from tests.support.browser import chromium

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.errors import ConfigError, ErrorCode
-from pipeline.settings import DEFAULT_CONFIG_FILE, Settings, load_settings
+from pipeline.cli.main import main
+from pipeline.core.errors import ConfigError, ErrorCode
+from pipeline.core.settings import DEFAULT_CONFIG_FILE, Settings, load_settings
 
 
 def test_toml_file_and_model_defaults_agree(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,20 +21,20 @@ from typing import Any
 
 import pytest
 
-from pipeline.card import Card, CardStatus
-from pipeline.coordinator import Coordinator, TimeLimits
-from pipeline.dag import Dag
-from pipeline.errors import ErrorCode, RecastError, as_recast_error, retry_decision
-from pipeline.executor import LocalExecutor
-from pipeline.job import JobSpec, JobState, JobStatus
-from pipeline.jobstore import JobRecord, JobStore
+from pipeline.core.card import Card, CardStatus
+from pipeline.core.dag import Dag
+from pipeline.core.errors import ErrorCode, RecastError, as_recast_error, retry_decision
+from pipeline.core.job import JobSpec, JobState, JobStatus
+from pipeline.core.settings import Settings, load_settings
+from pipeline.core.stage import Queue, Stage, StageContext, StageResult
+from pipeline.core.workspace import Workspace
+from pipeline.engine.distributed.coordinator import Coordinator, TimeLimits
+from pipeline.engine.distributed.jobstore import JobRecord, JobStore
+from pipeline.engine.distributed.stagerun import Outcome, StageRunner
+from pipeline.engine.local import LocalExecutor
 from pipeline.publish import events, webhooks
 from pipeline.publish.publisher import CardPublisher
-from pipeline.settings import Settings, load_settings
-from pipeline.stage import Queue, Stage, StageContext, StageResult
-from pipeline.stagerun import Outcome, StageRunner
 from pipeline.storage import LocalStorage, open_storage
-from pipeline.workspace import Workspace
 from tests.conftest import make_settings
 from tests.support.publishing import JobMedia, make_info, make_job, publish_dag
 from tests.support.workers import RedisServer, celery_test_settings

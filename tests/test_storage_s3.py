@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from pipeline.errors import ErrorCode, RecastError
+from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.storage import LocalStorage, Storage, open_storage
 from pipeline.storage.s3 import S3Storage, parse_s3_url
 from tests.conftest import make_settings

@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.dag import Dag
-from pipeline.executor import LocalExecutor
-from pipeline.ingest import STAGE as INGEST
-from pipeline.job import JobSpec, JobStatus
-from pipeline.probe import STAGE as PROBE
-from pipeline.probe import probe_file
-from pipeline.settings import ThumbnailSettings
-from pipeline.stage import AssetRole, OutputAsset
-from pipeline.storyboard import tile_count, tile_interval
-from pipeline.thumbnails import STAGE as THUMBNAILS
-from pipeline.thumbnails import Candidate, make_thumbnails, score
-from pipeline.workspace import Workspace
+from pipeline.core.dag import Dag
+from pipeline.core.job import JobSpec, JobStatus
+from pipeline.core.settings import ThumbnailSettings
+from pipeline.core.stage import AssetRole, OutputAsset
+from pipeline.core.workspace import Workspace
+from pipeline.engine.local import LocalExecutor
+from pipeline.media.storyboard import tile_count, tile_interval
+from pipeline.stages.ingest import STAGE as INGEST
+from pipeline.stages.probe import STAGE as PROBE
+from pipeline.stages.probe import probe_file
+from pipeline.stages.thumbnails import STAGE as THUMBNAILS
+from pipeline.stages.thumbnails import Candidate, make_thumbnails, score
 from tests.conftest import make_settings
 from tests.test_transcode import decode_errors, ffmpeg, ffprobe, make_source
 

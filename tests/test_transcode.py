@@ -21,20 +21,20 @@ from typing import Any
 
 import pytest
 
-from pipeline.dag import Dag
-from pipeline.errors import ErrorCode, RecastError
-from pipeline.executor import LocalExecutor
-from pipeline.ingest import STAGE as INGEST
-from pipeline.job import JobSpec, JobStatus, StageStatus
-from pipeline.playable import STAGE as PLAYABLE
-from pipeline.playable import copy_to_hls, why_not_playable
-from pipeline.probe import STAGE as PROBE
-from pipeline.probe import MediaInfo, probe_file
-from pipeline.settings import Settings
-from pipeline.stage import AssetRole, OutputAsset
-from pipeline.transcode import STAGE as TRANSCODE
-from pipeline.transcode import transcode
-from pipeline.workspace import Workspace
+from pipeline.core.dag import Dag
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.job import JobSpec, JobStatus, StageStatus
+from pipeline.core.settings import Settings
+from pipeline.core.stage import AssetRole, OutputAsset
+from pipeline.core.workspace import Workspace
+from pipeline.engine.local import LocalExecutor
+from pipeline.stages.ingest import STAGE as INGEST
+from pipeline.stages.playable import STAGE as PLAYABLE
+from pipeline.stages.playable import copy_to_hls, why_not_playable
+from pipeline.stages.probe import STAGE as PROBE
+from pipeline.stages.probe import MediaInfo, probe_file
+from pipeline.stages.transcode import STAGE as TRANSCODE
+from pipeline.stages.transcode import transcode
 from tests.conftest import make_settings
 
 HDR10 = ("-pix_fmt", "yuv420p10le", "-color_trc", "smpte2084", "-color_primaries", "bt2020")

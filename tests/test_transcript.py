@@ -1,6 +1,6 @@
 """The transcript stage choosing its engine: the source's captions (human before automatic,
 rolling automatic ones cleaned), recognition when the captions are unusable, and the engine
-settings. Recognition is observed through pipeline.asr's counters, never mocked."""
+settings. Recognition is observed through pipeline.tools.asr's counters, never mocked."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import asr
-from pipeline.dag import Dag
-from pipeline.executor import LocalExecutor
-from pipeline.ingest import INFO_FILE
-from pipeline.ingest import STAGE as INGEST
-from pipeline.job import JobSpec, JobState, JobStatus, StageStatus
-from pipeline.runner import run_stage
-from pipeline.settings import Settings
-from pipeline.source import SourceInfo, SubtitleTrack
-from pipeline.stage import AssetRole, Queue, Stage, StageContext, StageResult
-from pipeline.transcript import STAGE as TRANSCRIPT
-from pipeline.workspace import Workspace
+from pipeline.core.dag import Dag
+from pipeline.core.job import JobSpec, JobState, JobStatus, StageStatus
+from pipeline.core.settings import Settings
+from pipeline.core.source import SourceInfo, SubtitleTrack
+from pipeline.core.stage import AssetRole, Queue, Stage, StageContext, StageResult
+from pipeline.core.workspace import Workspace
+from pipeline.engine.local import LocalExecutor
+from pipeline.engine.runner import run_stage
+from pipeline.stages.ingest import INFO_FILE
+from pipeline.stages.ingest import STAGE as INGEST
+from pipeline.stages.transcript import STAGE as TRANSCRIPT
+from pipeline.tools import asr
 from tests.support.httpserver import MediaServer
 from tests.support.media import make_clip, make_speech_clip
 from tests.support.speech import (

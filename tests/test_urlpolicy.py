@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import ErrorCode, RecastError
-from pipeline.urlpolicy import CheckedAddress, UrlPolicy
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.urlpolicy import CheckedAddress, UrlPolicy
 
 STRICT = UrlPolicy()
 

@@ -18,9 +18,9 @@ import httpcore
 import httpx
 import pytest
 
+from pipeline.core.settings import Settings
+from pipeline.core.urlpolicy import CheckedAddress, UrlPolicy
 from pipeline.publish import verify_signature, webhooks
-from pipeline.settings import Settings
-from pipeline.urlpolicy import CheckedAddress, UrlPolicy
 from tests.conftest import make_settings
 
 SECRET = "whsec_pinning_9a2e"

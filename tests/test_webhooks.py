@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from pipeline.card import CardStatus
-from pipeline.errors import ErrorCode, RecastError
-from pipeline.executor import LocalExecutor
-from pipeline.job import JobStatus
+from pipeline.core.card import CardStatus
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.job import JobStatus
+from pipeline.core.settings import Settings
+from pipeline.core.stage import Queue, Stage, StageContext, StageResult
+from pipeline.engine.local import LocalExecutor
 from pipeline.publish import sign, verify_signature, webhooks
 from pipeline.publish.publisher import CardPublisher
-from pipeline.settings import Settings
-from pipeline.stage import Queue, Stage, StageContext, StageResult
 from tests.conftest import make_settings
 from tests.support.publishing import JobMedia, make_job, publish_dag
 
@@ -310,8 +310,8 @@ def _fails(ctx: StageContext) -> StageResult:
 def test_a_failed_job_sends_job_failed_with_the_error(
     tmp_path: Path, receiver: Receiver, media: JobMedia
 ) -> None:
-    from pipeline.dag import Dag
-    from pipeline.publish.stage import PUBLISH
+    from pipeline.core.dag import Dag
+    from pipeline.stages.publish import PUBLISH
 
     settings = hook_settings(tmp_path, receiver)
     job = make_job(media, settings, stages=())

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.dag import default_dag
-from pipeline.job import FINISHED_STAGE_STATUSES, JobSpec, StageStatus
-from pipeline.jobstore import JobRecord, JobStore
-from pipeline.settings import Settings
+from pipeline.core.job import FINISHED_STAGE_STATUSES, JobSpec, StageStatus
+from pipeline.core.settings import Settings
+from pipeline.engine.distributed.jobstore import JobRecord, JobStore
+from pipeline.stages import default_dag
 from tests.conftest import make_settings
 from tests.support.httpserver import MediaServer, Response
 from tests.support.media import make_clip

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.coordinator import JobConflict, time_limits
-from pipeline.dag import default_dag
-from pipeline.errors import ConfigError
-from pipeline.job import JobSpec, JobStatus, StageStatus
-from pipeline.jobstore import Effects, JobRecord, JobStore
-from pipeline.settings import ApiSettings, CelerySettings, load_settings
-from pipeline.stage import Queue
+from pipeline.core.errors import ConfigError
+from pipeline.core.job import JobSpec, JobStatus, StageStatus
+from pipeline.core.settings import ApiSettings, CelerySettings, load_settings
+from pipeline.core.stage import Queue
+from pipeline.engine.distributed.coordinator import JobConflict, time_limits
+from pipeline.engine.distributed.jobstore import Effects, JobRecord, JobStore
+from pipeline.stages import default_dag
 from tests.conftest import make_settings
 from tests.support.workers import RedisServer, celery_test_settings
 from workers.app import create_celery

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from pipeline.dag import default_dag
-from pipeline.jobstore import JobStore
+from pipeline.engine.distributed.jobstore import JobStore
+from pipeline.stages import default_dag
 from tests.conftest import make_settings
 from tests.support.httpserver import MediaServer
 from tests.support.media import make_clip

@@ -11,10 +11,10 @@ from typing import Any
 import boto3
 import pytest
 
-from pipeline.dag import default_dag
-from pipeline.job import JobSpec, StageStatus
-from pipeline.jobstore import JobRecord, JobStore
-from pipeline.stage import Queue
+from pipeline.core.job import JobSpec, StageStatus
+from pipeline.core.stage import Queue
+from pipeline.engine.distributed.jobstore import JobRecord, JobStore
+from pipeline.stages import default_dag
 from tests.conftest import make_settings
 from tests.support.httpserver import MediaServer
 from tests.support.media import make_clip

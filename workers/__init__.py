@@ -1,6 +1,6 @@
 """The Celery executor, the producer API and their commands.
 
-Celery runs the DAG of ``pipeline.dag.default_dag()`` one task per stage; every decision is
+Celery runs the DAG of ``pipeline.stages.default_dag()`` one task per stage; every decision is
 made by ``pipeline/`` (``coordinator``, ``stagerun``, ``reaper``, ``jobstore``), which never
 imports Celery. This package only binds it to Celery and to HTTP:
 

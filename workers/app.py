@@ -1,7 +1,7 @@
 """The Celery application: ``recast worker -Q QUEUES`` (or ``celery -A workers.app worker``).
 
 Built from settings (``RECAST_CONFIG`` / ``RECAST_*``) and the DAG of
-``pipeline.dag.default_dag()``, the same declaration the local executor runs.
+``pipeline.stages.default_dag()``, the same declaration the local executor runs.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from typing import Any
 
 from celery import Celery
 
-from pipeline.dag import Dag, default_dag
-from pipeline.settings import Settings, default_settings
-from workers import observe
+from pipeline.core.dag import Dag
+from pipeline.core.settings import Settings, default_settings
+from pipeline.stages import default_dag
+from workers import observe, runtime
 from workers.config import celery_config
 from workers.tasks import register_tasks
 
@@ -35,6 +36,9 @@ def get_app() -> Celery:
     if _default is None:
         _default = create_celery()
     return _default
+
+
+runtime.provide_app(get_app)
 
 
 def __getattr__(name: str) -> Any:

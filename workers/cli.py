@@ -24,16 +24,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pipeline import logs
-from pipeline.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, StageBars
-from pipeline.errors import ConfigError, ErrorCode, RecastError
-from pipeline.job import JobStatus
-from pipeline.jobstore import JobRecord
-from pipeline.opsview import public_error
+from pipeline.cli.main import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, StageBars
+from pipeline.core import logs
+from pipeline.core.errors import ConfigError, ErrorCode, RecastError
+from pipeline.core.job import JobStatus
+from pipeline.core.redact import public_url
+from pipeline.core.settings import CONFIG_FILE_ENV, Settings, load_settings
+from pipeline.core.stage import Queue
+from pipeline.engine.distributed.jobstore import JobRecord
+from pipeline.ops.opsview import public_error
 from pipeline.publish.ownership import FORCE_OPTION
-from pipeline.redact import public_url
-from pipeline.settings import CONFIG_FILE_ENV, Settings, load_settings
-from pipeline.stage import Queue
 
 FINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
@@ -217,7 +217,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     """Exit 0 when Redis answers (and, with --worker, that worker has announced itself)."""
-    from pipeline.jobstore import JobStore
+    from pipeline.engine.distributed.jobstore import JobStore
 
     store = JobStore(_settings(args).celery)
     if not store.ping():

@@ -1,7 +1,7 @@
 """The Celery configuration, derived from settings and the DAG.
 
 - JSON only, for tasks and results.
-- One queue per kind of work (``pipeline.stage.Queue``); each stage's task is routed to its
+- One queue per kind of work (``pipeline.core.stage.Queue``); each stage's task is routed to its
   stage's queue, so the routing follows the DAG declaration.
 - Late acknowledgement: a task's message is acknowledged when the stage ends, so a message
   whose worker vanished is not lost. A pool process killed mid-task is not redelivered by
@@ -10,7 +10,8 @@
 - Prefetch of one for workers on long queues (``celery.prefetch_multiplier``): a worker busy
   transcoding does not sit on messages another worker could start.
 - Time limits are set per task when it is sent, scaled to the media's duration
-  (``pipeline.coordinator.time_limits``); the defaults here are the longest allowed.
+  (``pipeline.engine.distributed.coordinator.time_limits``); the defaults here are the
+  longest allowed.
 - Broker visibility timeout (Redis): an unacknowledged message is handed out again after
   ``celery.visibility_timeout_s``. With late acknowledgement a stage's message stays
   unacknowledged for as long as the stage runs, so the timeout must be longer than the
@@ -29,9 +30,9 @@ from typing import Any
 from kombu.entity import Exchange
 from kombu.entity import Queue as KombuQueue
 
-from pipeline.dag import Dag
-from pipeline.settings import Settings
-from pipeline.stage import Queue
+from pipeline.core.dag import Dag
+from pipeline.core.settings import Settings
+from pipeline.core.stage import Queue
 
 LONG_QUEUES = frozenset({Queue.INGEST, Queue.TRANSCODE, Queue.MEDIA, Queue.ASR})
 PRIORITY_LEVELS = 10

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from celery import Celery
 
-from pipeline.coordinator import TimeLimits
-from pipeline.jobstore import JobRecord
-from pipeline.settings import Settings
-from pipeline.stage import Stage
+from pipeline.core.settings import Settings
+from pipeline.core.stage import Stage
+from pipeline.engine.distributed.coordinator import TimeLimits
+from pipeline.engine.distributed.jobstore import JobRecord
 from workers.config import broker_priority, task_name
 
 

@@ -6,12 +6,12 @@ Bound to Celery's signals by :func:`connect` (``workers.app.create_celery`` call
   at ``log.level`` for Celery's loggers too; Celery's records about a task (received,
   succeeded, failed) carry its job id, stage and task id, read from Celery's task data;
 - ``worker_process_init``: each pool process attaches the per-stage job log
-  (``pipeline.joblog``), which keeps ffmpeg's and yt-dlp's own output;
+  (``pipeline.ops.joblog``), which keeps ffmpeg's and yt-dlp's own output;
 - ``task_prerun`` / ``task_postrun``: the task's job id, stage and task id are bound for every
-  line logged while it runs (``pipeline.logs``); the stage's start and outcome are logged;
-  a finished run's figures are recorded (``pipeline.metrics``); the job log is flushed;
+  line logged while it runs (``pipeline.core.logs``); the stage's start and outcome are logged;
+  a finished run's figures are recorded (``pipeline.ops.metrics``); the job log is flushed;
 - ``worker_ready`` / ``worker_shutdown``: a reporter thread in the worker's main process reports
-  its concurrency and workspace disk and takes the ops samples when due (``pipeline.opsview``).
+  its concurrency and workspace disk and takes the ops samples when due (``pipeline.ops.opsview``).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from pipeline import logs
-from pipeline.joblog import JobLogHandler
-from pipeline.metrics import MetricsRecorder, record_stage_run
-from pipeline.opsview import OpsView
-from pipeline.workspace import Workspace
+from pipeline.core import logs
+from pipeline.core.workspace import Workspace
+from pipeline.ops.joblog import JobLogHandler
+from pipeline.ops.metrics import MetricsRecorder, record_stage_run
+from pipeline.ops.opsview import OpsView
 from workers import runtime
 
 log = logging.getLogger("recast.worker.task")

@@ -14,12 +14,12 @@ from typing import Any
 
 from celery import Celery
 
-from pipeline.coordinator import Coordinator
-from pipeline.errors import ErrorCode, RecastError
-from pipeline.ingest import check_source, expand, local_path, url_policy
-from pipeline.job import JobSpec, JobStatus
-from pipeline.jobstore import JobRecord, JobStore, Page
-from pipeline.settings import Settings
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.job import JobSpec, JobStatus
+from pipeline.core.settings import Settings
+from pipeline.engine.distributed.coordinator import Coordinator
+from pipeline.engine.distributed.jobstore import JobRecord, JobStore, Page
+from pipeline.stages.ingest import check_source, expand, local_path, url_policy
 from workers.dispatch import CeleryDispatcher
 from workers.runtime import make_publisher
 

@@ -3,7 +3,7 @@
 Each process (the worker's main process and every prefork pool process) builds its own job
 store client, coordinator and stage runner on first use, after any fork. The main process
 also runs a background thread that announces the worker and its queues in Redis (``/healthz``
-reads it) and runs the reaper (``pipeline.reaper``) and the outbox every
+reads it) and runs the reaper (``pipeline.engine.distributed.reaper``) and the outbox every
 ``celery.reaper_interval_s``.
 """
 
@@ -13,22 +13,23 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_received, worker_process_init, worker_ready, worker_shutdown
 
-from pipeline import logs
-from pipeline.coordinator import Coordinator
-from pipeline.errors import ErrorCode, RecastError
-from pipeline.jobstore import JobStore
+from pipeline.core import logs
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.settings import Settings, default_settings
+from pipeline.core.stage import Publisher
+from pipeline.engine.distributed.coordinator import Coordinator
+from pipeline.engine.distributed.jobstore import JobStore
+from pipeline.engine.distributed.reaper import Reaper, note_reserved
+from pipeline.engine.distributed.remote_workspace import RemoteWorkspace, open_workspace_store
+from pipeline.engine.distributed.stagerun import StageRunner
 from pipeline.publish.publisher import CardPublisher
-from pipeline.reaper import Reaper, note_reserved
-from pipeline.remote_workspace import RemoteWorkspace, open_workspace_store
-from pipeline.settings import Settings, default_settings
-from pipeline.stage import Publisher
-from pipeline.stagerun import StageRunner
 from workers.dispatch import CeleryDispatcher
 
 log = logging.getLogger("recast.worker")
@@ -74,10 +75,20 @@ def settings() -> Settings:
     return default_settings()
 
 
-def app() -> Celery:
-    from workers.app import get_app
+_app_provider: Callable[[], Celery] | None = None
 
-    return get_app()
+
+def provide_app(provider: Callable[[], Celery]) -> None:
+    """Called by :mod:`workers.app` when it is imported: how this process gets its Celery app
+    (runtime sits below the app module, so it is told rather than importing it)."""
+    global _app_provider
+    _app_provider = provider
+
+
+def app() -> Celery:
+    if _app_provider is None:
+        raise RuntimeError("import workers.app before using the worker runtime")
+    return _app_provider()
 
 
 def store() -> JobStore:

@@ -7,14 +7,14 @@ from typing import Any
 
 from celery import Celery, Task
 
-from pipeline.dag import Dag
+from pipeline.core.dag import Dag
 from workers import runtime
 from workers.config import task_name
 
 
 def _stage_task(stage: str) -> Callable[..., str]:
     def run(self: Task, job_id: str) -> str:
-        """Run one stage of one job (pipeline.stagerun.StageRunner)."""
+        """Run one stage of one job (pipeline.engine.distributed.stagerun.StageRunner)."""
         hostname = str(self.request.hostname or "")
         outcome = runtime.runner().execute(job_id, stage, task_id=self.request.id, worker=hostname)
         return outcome.value

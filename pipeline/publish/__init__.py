@@ -2,7 +2,7 @@
 
 Modules:
 
-- :mod:`~pipeline.publish.stage`: the ``publish`` and ``publish_playable`` stages;
+- :mod:`~pipeline.stages.publish`: the ``publish`` and ``publish_playable`` stages;
 - :mod:`~pipeline.publish.publisher`: publishing from stage outputs; the executors' publisher
   (preview card, ``job.failed``);
 - :mod:`~pipeline.publish.assemble`: the card and its files from the stages' assets by role;

@@ -1,6 +1,6 @@
 """Assembles a card and everything published beside it from the finished stages' outputs.
 
-The stages say what their files are for (:class:`~pipeline.stage.OutputAsset` roles); this
+The stages say what their files are for (:class:`~pipeline.core.stage.OutputAsset` roles); this
 module turns them into the card's fields (streams, poster, captions, transcript, storyboard),
 renders the pages (card.html, watch.html, oembed.json) and lists every file to publish with
 its key, role and dimensions. The card is validated against the published JSON Schema
@@ -20,8 +20,7 @@ from typing import Any
 
 import jsonschema
 
-from pipeline import cardbuilder
-from pipeline.card import (
+from pipeline.core.card import (
     CaptionTrack,
     Card,
     CardStatus,
@@ -33,19 +32,19 @@ from pipeline.card import (
     TranscriptLinks,
     card_json_schema,
 )
-from pipeline.errors import ErrorCode, RecastError
-from pipeline.fsutil import sha256_file
-from pipeline.images import image_size, placeholder
-from pipeline.job import StageStatus
-from pipeline.manifest import Asset, content_type
-from pipeline.publish import html, oembed
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.fsutil import sha256_file
+from pipeline.core.job import StageStatus
+from pipeline.core.manifest import Asset, content_type
+from pipeline.core.settings import Settings
+from pipeline.core.source import SourceInfo
+from pipeline.core.stage import AssetRole, FileRecord, OutputAsset, StageResult
+from pipeline.publish import cardbuilder, html, oembed
 from pipeline.publish.jsonld import video_jsonld
 from pipeline.publish.paragraphs import transcript_paragraphs
 from pipeline.publish.static import StaticFile
-from pipeline.settings import Settings
-from pipeline.source import SourceInfo
-from pipeline.stage import AssetRole, FileRecord, OutputAsset, StageResult
 from pipeline.storage import Storage
+from pipeline.tools.images import image_size, placeholder
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "card.schema.json"
 LANGUAGE_NAMES = {
@@ -241,7 +240,7 @@ def _fallback_poster(
     """The poster made from the source's thumbnail (as the preview card has it)."""
     if not meta.thumbnail_file or not (ingest_dir / meta.thumbnail_file).is_file():
         return None
-    from pipeline.preview import poster_from_thumbnail
+    from pipeline.publish.preview import poster_from_thumbnail
 
     work.mkdir(parents=True, exist_ok=True)
     poster, uploads = poster_from_thumbnail(

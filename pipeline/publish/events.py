@@ -15,7 +15,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from pipeline.card import Card, CardStatus, EventRef
+from pipeline.core.card import Card, CardStatus, EventRef
 from pipeline.storage import Storage
 
 INDEX_VERSION = "1.0"

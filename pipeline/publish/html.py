@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from pipeline.card import Card, ImageSource
+from pipeline.core.card import Card, ImageSource
 from pipeline.publish.jsonld import script_json
 from pipeline.publish.paragraphs import Paragraph
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.card import Card
+from pipeline.core.card import Card
 
 TRANSCRIPT_MAX_CHARS = 100_000
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from pipeline.card import Card
-from pipeline.settings import PublishSettings
+from pipeline.core.card import Card
+from pipeline.core.settings import PublishSettings
 
 CACHE_AGE_S = 3600
 MAX_EMBED_WIDTH = 1280

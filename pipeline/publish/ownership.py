@@ -1,6 +1,6 @@
 """Which source a published card belongs to.
 
-A card id names one source (:func:`pipeline.source.card_id_for`), but ids made by an older
+A card id names one source (:func:`pipeline.core.source.card_id_for`), but ids made by an older
 scheme, by hand or by a hash collision could still meet: before a card is written over, the
 card in place must be of the same source (same extractor and the same source id, case kept).
 Otherwise the job fails with ``card.conflict`` and the card in place stays as it is, unless the
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.card import Card
-from pipeline.errors import ErrorCode, RecastError
+from pipeline.core.card import Card
+from pipeline.core.errors import ErrorCode, RecastError
 
 FORCE_OPTION = "replace_card"
 """The job option that lets a job replace a card of another source."""

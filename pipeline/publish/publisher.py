@@ -4,7 +4,7 @@
 finished stages, write it (atomic to readers, never worse than the card in place), keep a
 copy of what was published in the stage's directory, and queue the webhook.
 
-:class:`CardPublisher` implements :class:`pipeline.stage.Publisher` for the executors: the
+:class:`CardPublisher` implements :class:`pipeline.core.stage.Publisher` for the executors: the
 preview card (published from the ingest stage's metadata before any media work, and sent as
 ``card.preview``) and, when a job fails, ``job.failed`` plus the withdrawal of a preview that
 this job published and nothing better replaced. A playable or ready card is never touched.
@@ -21,18 +21,18 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from pipeline.card import Card, CardStatus
-from pipeline.errors import ErrorCode, RecastError
-from pipeline.fsutil import atomic_write_json
-from pipeline.job import JobState, StageStatus, utcnow
+from pipeline.core.card import Card, CardStatus
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.fsutil import atomic_write_json
+from pipeline.core.job import JobState, StageStatus, utcnow
+from pipeline.core.settings import Settings
+from pipeline.core.source import SourceInfo
+from pipeline.core.stage import StageContext, StageResult
+from pipeline.core.workspace import Workspace
 from pipeline.publish import ownership, webhooks, writer
 from pipeline.publish.assemble import Publication, StageOutput, assemble
 from pipeline.publish.static import static_files
-from pipeline.settings import Settings
-from pipeline.source import SourceInfo
-from pipeline.stage import StageContext, StageResult
 from pipeline.storage import Storage, open_storage, retry_storage
-from pipeline.workspace import Workspace
 
 log = logging.getLogger("recast.publish")
 
@@ -49,7 +49,7 @@ Clock = Callable[[], datetime]
 
 
 def _load_info(ingest_dir: Path) -> SourceInfo:
-    from pipeline.ingest import load_info
+    from pipeline.stages.ingest import load_info
 
     return load_info(ingest_dir)
 
@@ -132,7 +132,7 @@ def publish_from_stages(
 
 
 class CardPublisher:
-    """The executors' publisher (see :class:`pipeline.stage.Publisher`), with webhooks."""
+    """The executors' publisher (see :class:`pipeline.core.stage.Publisher`), with webhooks."""
 
     def __init__(
         self, settings: Settings, storage: Storage | None = None, clock: Clock = utcnow

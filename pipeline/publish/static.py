@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pipeline.errors import ConfigError
-from pipeline.settings import Settings
+from pipeline.core.errors import ConfigError
+from pipeline.core.settings import Settings
 from pipeline.storage import Storage
 
 log = logging.getLogger("recast.publish.static")
@@ -76,7 +76,7 @@ def static_files(settings: Settings) -> dict[str, StaticFile]:
 
 
 def static_type(key: str) -> str:
-    from pipeline.manifest import content_type
+    from pipeline.core.manifest import content_type
 
     mime = content_type(key)
     return f"{mime}; charset=utf-8" if mime.startswith("text/") else mime

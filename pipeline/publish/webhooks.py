@@ -50,12 +50,12 @@ import httpcore
 import httpx
 from pydantic import BaseModel, Field
 
-from pipeline.errors import ErrorCode, RecastError
-from pipeline.fsutil import atomic_write_bytes
-from pipeline.job import utcnow
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.fsutil import atomic_write_bytes
+from pipeline.core.job import utcnow
+from pipeline.core.settings import Settings
+from pipeline.core.urlpolicy import CheckedAddress, UrlPolicy
 from pipeline.publish.signature import HEADER, sign
-from pipeline.settings import Settings
-from pipeline.urlpolicy import CheckedAddress, UrlPolicy
 
 log = logging.getLogger("recast.webhooks")
 

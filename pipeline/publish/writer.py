@@ -23,30 +23,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from pipeline.card import Card, CardStatus
-from pipeline.manifest import Asset, Manifest, content_type
+from pipeline.core.card import Card, CardStatus
+from pipeline.core.manifest import Asset, Manifest, content_type
+from pipeline.core.settings import Settings
 from pipeline.publish import events, ownership
 from pipeline.publish.assemble import PlannedFile, Publication
+from pipeline.publish.keys import CONTROL_FILES, card_key, card_lock, manifest_key
 from pipeline.publish.static import publish_static
-from pipeline.settings import Settings
 from pipeline.storage import Storage
 
 log = logging.getLogger("recast.publish.writer")
 
 RANK = {CardStatus.PREVIEW: 0, CardStatus.PLAYABLE: 1, CardStatus.READY: 2}
-CONTROL_FILES = ("card.json", "manifest.json")
-
-
-def card_key(card_id: str) -> str:
-    return f"{card_id}/card.json"
-
-
-def manifest_key(card_id: str) -> str:
-    return f"{card_id}/manifest.json"
-
-
-def card_lock(card_id: str) -> str:
-    return f"card/{card_id}"
 
 
 def read_card(storage: Storage, card_id: str) -> Card | None:

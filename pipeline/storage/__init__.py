@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.settings import Settings
+from pipeline.core.settings import Settings
 from pipeline.storage.base import Storage, retry_storage
 from pipeline.storage.local import LocalStorage
 
@@ -41,7 +41,7 @@ def open_storage(settings: Settings) -> Storage:
 
 def storage_roots(settings: Settings) -> tuple[Path, ...]:
     """The folders whose disappearance is a storage outage, not a bug: the workspace and a
-    local output directory (see :func:`pipeline.errors.storage_failure`)."""
+    local output directory (see :func:`pipeline.core.errors.storage_failure`)."""
     roots = [Path(settings.storage.workspace).resolve()]
     if not settings.storage.output.startswith("s3://"):
         roots.append(Path(settings.storage.output).resolve())

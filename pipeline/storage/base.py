@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from pipeline.errors import ErrorCode, RecastError, storage_failure
+from pipeline.core.errors import ErrorCode, RecastError, storage_failure
 
 log = logging.getLogger("recast.storage")
 

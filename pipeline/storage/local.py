@@ -6,7 +6,7 @@ and processes on one machine that publish to the same directory exclude each oth
 What it publishes is readable by a web server whatever the process's umask: every file gets
 ``file_mode`` (0644 by default) and every folder it creates ``dir_mode`` (0755), set
 explicitly. A full, read-only, failing or vanished output directory raises the transient
-``storage.unavailable`` (:func:`pipeline.errors.storage_failure`), as does a lock that stays
+``storage.unavailable`` (:func:`pipeline.core.errors.storage_failure`), as does a lock that stays
 taken; the root is never created again once it is gone (that would hide the outage).
 """
 
@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.errors import ErrorCode, RecastError, storage_failure
-from pipeline.fsutil import atomic_write_bytes, copy_file_atomically, safe_name
+from pipeline.core.errors import ErrorCode, RecastError, storage_failure
+from pipeline.core.fsutil import atomic_write_bytes, copy_file_atomically, safe_name
 from pipeline.storage.base import Storage, is_hidden
 
 DEFAULT_FILE_MODE = 0o644

@@ -34,7 +34,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
 
-from pipeline.errors import ErrorCode, RecastError
+from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.storage.base import Change, Storage, is_hidden
 
 if TYPE_CHECKING:

@@ -19,14 +19,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipeline.dag import Dag
-from pipeline.fsutil import atomic_write_json
-from pipeline.job import JobSpec
-from pipeline.publish.stage import PUBLISH, PUBLISH_PLAYABLE
-from pipeline.settings import Settings
-from pipeline.source import Chapter, SourceInfo
-from pipeline.stage import AssetRole, OutputAsset, Queue, Stage, StageContext, StageResult
-from pipeline.workspace import RESULT_FILE, Workspace
+from pipeline.core.dag import Dag
+from pipeline.core.fsutil import atomic_write_json
+from pipeline.core.job import JobSpec
+from pipeline.core.settings import Settings
+from pipeline.core.source import Chapter, SourceInfo
+from pipeline.core.stage import AssetRole, OutputAsset, Queue, Stage, StageContext, StageResult
+from pipeline.core.workspace import RESULT_FILE, Workspace
+from pipeline.stages.publish import PUBLISH, PUBLISH_PLAYABLE
 from tests.support.media import make_clip, run_ffmpeg
 
 DURATION = 4.0

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dag import Dag
-from pipeline.executor import LocalExecutor
-from pipeline.ingest import STAGE as INGEST
-from pipeline.job import JobSpec, JobState
-from pipeline.models import install_offline_model
-from pipeline.settings import Settings
-from pipeline.stage import StageResult
-from pipeline.transcript import STAGE as TRANSCRIPT
-from pipeline.workspace import Workspace
+from pipeline.core.dag import Dag
+from pipeline.core.job import JobSpec, JobState
+from pipeline.core.settings import Settings
+from pipeline.core.stage import StageResult
+from pipeline.core.workspace import Workspace
+from pipeline.engine.local import LocalExecutor
+from pipeline.stages.ingest import STAGE as INGEST
+from pipeline.stages.transcript import STAGE as TRANSCRIPT
+from pipeline.tools.speech_models import install_offline_model
 from tests.conftest import make_settings
 
 # 70 words, no numbers, spellings Whisper writes the same way.
@@ -74,7 +74,7 @@ def run_transcript_job(
     settings: Settings, source: str, *, with_probe: bool = False, **options: object
 ) -> tuple[JobState, Workspace]:
     """Ingest (and probe) and transcript, for real, with the local executor."""
-    from pipeline.probe import STAGE as PROBE
+    from pipeline.stages.probe import STAGE as PROBE
 
     spec = JobSpec(source=source, options=dict(options))
     stages = [INGEST, PROBE, TRANSCRIPT] if with_probe else [INGEST, TRANSCRIPT]

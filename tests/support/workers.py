@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 import redis
 
-from pipeline.jobstore import JobRecord, JobStore
-from pipeline.settings import Settings
+from pipeline.core.settings import Settings
+from pipeline.engine.distributed.jobstore import JobRecord, JobStore
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,13 +21,13 @@ from urllib.parse import urlsplit
 from fastapi import Depends, FastAPI, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from pipeline.card import Card
-from pipeline.errors import ErrorCode, RecastError
-from pipeline.job import JobStatus
+from pipeline.core.card import Card
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.job import JobStatus
+from pipeline.core.redact import public_url
+from pipeline.core.settings import Settings
+from pipeline.core.stage import Queue
 from pipeline.publish.oembed import oembed_response
-from pipeline.redact import public_url
-from pipeline.settings import Settings
-from pipeline.stage import Queue
 from pipeline.storage import Storage, open_storage
 from workers.api import docs, errors
 from workers.api.auth import TokenCheck, Tokens

@@ -23,7 +23,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from pipeline.errors import ErrorCode, RecastError
+from pipeline.core.errors import ErrorCode, RecastError
 
 COOKIE = "recast_board"
 SESSION_S = 12 * 3600

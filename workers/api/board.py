@@ -2,7 +2,7 @@
 
 ``GET /board`` renders the page (templates ``pipeline/templates/board*.html``): jobs with a
 progress bar per stage, filters by state and event, each failure's code, message and the tail
-of its stage's log (ffmpeg's or yt-dlp's output among it, from ``pipeline.joblog``), the
+of its stage's log (ffmpeg's or yt-dlp's output among it, from ``pipeline.ops.joblog``), the
 queues and alerts, and a chart (inline SVG) of throughput and queue depth over the last hour.
 The page polls ``GET /board/fragments`` every ``ops.board_refresh_s`` and swaps the parts it
 gets back, rendered by the same templates, so progress moves without a reload.
@@ -12,7 +12,7 @@ browser logs in with the form ``/board`` answers with (401), which sets the boar
 cookie; scripts send ``Authorization: Bearer``. Retry and cancel from the page post to
 ``/board/jobs/{id}/retry|cancel`` (``workers.api.board_actions``). Pages carry a
 Content-Security-Policy whose scripts and styles are allowed by a nonce made per response.
-Sources, error messages and log lines show URLs without credentials (``pipeline.redact``).
+Sources, error messages and log lines show URLs without credentials (``pipeline.core.redact``).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from pipeline.errors import ErrorCode, RecastError
-from pipeline.job import JobStatus
-from pipeline.joblog import read_tails, render_line
-from pipeline.opshistory import Sample, throughput
-from pipeline.opsview import JobLine, OpsView, Snapshot
-from pipeline.redact import public_text
-from pipeline.stage import Queue
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.job import JobStatus
+from pipeline.core.redact import public_text
+from pipeline.core.stage import Queue
+from pipeline.ops.joblog import read_tails, render_line
+from pipeline.ops.opshistory import Sample, throughput
+from pipeline.ops.opsview import JobLine, OpsView, Snapshot
 from workers.api.auth import SESSION_S, BoardAccess
 from workers.api.models import JOB_ID_PATTERN, SLUG_PATTERN
 

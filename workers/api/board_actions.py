@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from jinja2 import Environment
 
-from pipeline.errors import ErrorCode, RecastError
+from pipeline.core.errors import ErrorCode, RecastError
 from workers.api.auth import ACTION_HEADER, COOKIE, SESSION_S, BoardAccess, Tokens, unauthorized
 from workers.api.board import login_page, root_of
 from workers.api.models import JOB_ID_PATTERN, JobView

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.errors import ErrorCode
+from pipeline.core.errors import ErrorCode
 from workers.api import errors
 
 

@@ -15,7 +15,7 @@ from importlib import resources
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from pipeline.errors import ErrorCode, RecastError
+from pipeline.core.errors import ErrorCode, RecastError
 
 ASSET_TYPES = {
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",

@@ -1,5 +1,5 @@
 """Every refusal of the API is JSON ``{"error": {code, message, hint, details}}`` with a 4xx
-status (503 when Redis is unreachable); the codes are those of ``pipeline.errors``."""
+status (503 when Redis is unreachable); the codes are those of ``pipeline.core.errors``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pipeline.errors import HINTS, TRANSIENT_CODES, ErrorCode, RecastError
+from pipeline.core.errors import HINTS, TRANSIENT_CODES, ErrorCode, RecastError
 
 log = logging.getLogger("recast.api")
 

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from pipeline.job import ErrorInfo, JobStatus, StageStatus
-from pipeline.jobstore import JobRecord
-from pipeline.opsview import Alert
-from pipeline.redact import public_text, public_url
+from pipeline.core.job import ErrorInfo, JobStatus, StageStatus
+from pipeline.core.redact import public_text, public_url
+from pipeline.engine.distributed.jobstore import JobRecord
+from pipeline.ops.opsview import Alert
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 JOB_ID_PATTERN = r"^j[0-9a-f]{20}$"
@@ -77,7 +77,7 @@ class StageView(BaseModel):
 class JobView(BaseModel):
     id: str
     source: str
-    """The source URL without credentials or signatures (pipeline.redact)."""
+    """The source URL without credentials or signatures (pipeline.core.redact)."""
     event: str | None
     priority: int
     status: JobStatus
@@ -157,4 +157,4 @@ class Health(BaseModel):
     redis: bool
     queues: dict[str, list[str]]
     alerts: list[Alert] = Field(default_factory=list)
-    """Alerts worth a page (pipeline.opsview): shown, they do not change ``ok``."""
+    """Alerts worth a page (pipeline.ops.opsview): shown, they do not change ``ok``."""

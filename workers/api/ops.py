@@ -2,7 +2,7 @@
 
 ``install(api, settings, tokens, producer)`` adds them to the producer API (``workers.api.app``) and
 returns an :class:`Ops` whose :meth:`Ops.alerts` /healthz shows. Everything reads Redis at
-request time through one :class:`~pipeline.opsview.OpsView`, so any API replica answers for
+request time through one :class:`~pipeline.ops.opsview.OpsView`, so any API replica answers for
 the whole cluster.
 """
 
@@ -14,11 +14,11 @@ from collections.abc import Callable
 
 from fastapi import FastAPI, Response
 
-from pipeline import logs
-from pipeline.jobstore import JobStore
-from pipeline.opsview import Alert, AlertKind, OpsView
-from pipeline.prometheus import CONTENT_TYPE, render
-from pipeline.settings import Settings
+from pipeline.core import logs
+from pipeline.core.settings import Settings
+from pipeline.engine.distributed.jobstore import JobStore
+from pipeline.ops.opsview import Alert, AlertKind, OpsView
+from pipeline.ops.prometheus import CONTENT_TYPE, render
 from workers.api import board, board_actions
 from workers.api.auth import BoardAccess, Tokens
 from workers.producer import Producer

@@ -1,0 +1,3 @@
+"""The ``recast`` command: :mod:`main` builds the parser and runs ``process``; the other
+modules add subcommands (``models``, ``status``, ``webhooks``) and the sample recording.
+"""

@@ -1,0 +1,558 @@
+"""The durable job store in Redis: jobs, stage states, locks, heartbeats and cancel flags.
+
+Recast owns this state (Celery's result store only holds task return values). A job is one
+JSON document (:class:`JobRecord`: the :class:`~pipeline.core.job.JobState` plus what the
+distributed executor needs per stage) changed only inside optimistic transactions
+(WATCH/MULTI), so concurrent stages of one job never lose each other's updates. Every
+operation is idempotent and retried while Redis is unreachable (``celery.redis_outage_s``):
+a Redis restart pauses the workers, it does not fail their jobs.
+
+Keys, under the prefix ``celery.key_prefix`` (``recast``)::
+
+    job:<id>                 the JobRecord (JSON)
+    jobs                     ZSET of job ids by creation time
+    jobs:status:<status>     ZSET per job status; jobs:event:<slug> per event
+    lock:<id>:<stage>        the lock of a running stage: its token, with a TTL
+    heartbeats               ZSET "<id>/<stage>" -> last heartbeat (Redis server time)
+    cancel:<id>              set while a job is cancelled
+    outbox                   ZSET "<id>/<stage>" -> when to hand the stage to the broker
+    worker:<hostname>        a live worker's queues (expires unless renewed)
+    events                   stream of job and stage transitions (for dashboards, issue 7)
+    stats                    hash of counters (jobs submitted, stages completed, ...)
+
+Heartbeats are stamped and compared in Redis server time, so the workers' clocks need not
+agree; outbox due times are the writer's clock (skew only shifts a retry's delay).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+import redis
+from pydantic import BaseModel, Field
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.job import JobSpec, JobState, JobStatus, StageState, utcnow
+from pipeline.core.settings import CelerySettings
+
+log = logging.getLogger("recast.jobstore")
+
+T = TypeVar("T")
+
+REDIS_DOWN: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+)
+
+EVENTS_MAXLEN = 10_000
+CANCEL_TTL_S = 7 * 86400
+
+_RENEW = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+elseif not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  return 0
+end
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[2], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[3])
+return 1
+"""
+
+_CLAIM = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) <= tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+_UNLESS_CHANGED = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class StoreUnavailable(RecastError):
+    """Redis stayed unreachable for longer than ``celery.redis_outage_s``."""
+
+    def __init__(self, message: str):
+        super().__init__(ErrorCode.SERVICE_UNAVAILABLE, message)
+
+
+class StageRuntime(BaseModel):
+    """What the distributed executor keeps per stage besides its :class:`StageState`."""
+
+    task_id: str | None = None
+    worker: str | None = None
+    token: str | None = None
+    """The lock token of the attempt that is running (or ran last)."""
+    lost: int = 0
+    """Runs that died with their worker (counted by the reaper)."""
+    completions: int = 0
+    """Runs that finished the stage's work (the stage function returned and was committed)."""
+    queued_at: datetime | None = None
+    reserved_by: str | None = None
+    """The worker that took the stage's message and has not started it yet."""
+    fresh: bool = False
+    """Run again from scratch: outputs of an earlier run are discarded first (forced jobs)."""
+
+
+class JobRecord(BaseModel):
+    """A job as the store keeps it."""
+
+    state: JobState
+    runtime: dict[str, StageRuntime] = Field(default_factory=dict)
+    media_duration: float | None = None
+
+    @property
+    def id(self) -> str:
+        return self.state.id
+
+    def rt(self, stage: str) -> StageRuntime:
+        return self.runtime.setdefault(stage, StageRuntime())
+
+    def stage(self, stage: str) -> StageState:
+        return self.state.stages.setdefault(stage, StageState())
+
+
+@dataclass
+class Effects:
+    """What a change does besides rewriting the record, in the same transaction."""
+
+    dispatch: dict[str, float] = field(default_factory=dict)
+    """Stages to hand to the broker, each with a delay in seconds."""
+    undispatch: list[str] = field(default_factory=list)
+    events: list[dict[str, str]] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    clear_heartbeat: list[str] = field(default_factory=list)
+
+    def event(self, kind: str, job: JobRecord, stage: str = "", **extra: str) -> None:
+        self.events.append(
+            {"type": kind, "job": job.id, "stage": stage, "status": str(job.state.status), **extra}
+        )
+
+    def count(self, name: str, by: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + by
+
+
+Change = Callable[[JobRecord], Effects | None]
+"""Changes a record in place; returns its effects, or None to write nothing."""
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[JobRecord]
+    next_cursor: int | None
+
+
+def connect(url: str) -> redis.Redis:
+    """A client without its own retries: the store retries whole operations instead."""
+    client: redis.Redis = redis.Redis.from_url(
+        url,
+        socket_timeout=10,
+        socket_connect_timeout=3,
+        health_check_interval=15,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return client
+
+
+class JobStore:
+    """The Redis job store. Safe to share between threads of one process."""
+
+    def __init__(self, settings: CelerySettings, client: redis.Redis | None = None):
+        self.settings = settings
+        self.redis = client or connect(settings.redis_url)
+        self.prefix = settings.key_prefix
+        self._renew = self.redis.register_script(_RENEW)
+        self._release = self.redis.register_script(_RELEASE)
+        self._claim = self.redis.register_script(_CLAIM)
+        self._unless_changed = self.redis.register_script(_UNLESS_CHANGED)
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def job_key(self, job_id: str) -> str:
+        return self.key("job", job_id)
+
+    def lock_key(self, job_id: str, stage: str) -> str:
+        return self.key("lock", job_id, stage)
+
+    # -- retries -----------------------------------------------------------------------------
+
+    def retrying(self, operation: Callable[[], T], what: str = "job store") -> T:
+        """Run ``operation`` (idempotent), retrying while Redis is unreachable."""
+        deadline = time.monotonic() + self.settings.redis_outage_s
+        delay = 0.05
+        while True:
+            try:
+                return operation()
+            except REDIS_DOWN as exc:
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(f"Redis is unreachable ({what}): {exc}") from exc
+                log.warning("Redis unreachable (%s), retrying: %s", what, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.redis.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def server_time(self) -> float:
+        seconds, micros = _list(self.retrying(self.redis.time, "time"))
+        return float(seconds) + float(micros) / 1_000_000
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def create(self, spec: JobSpec, stages: list[str], change: Change) -> tuple[JobRecord, bool]:
+        """The job for ``spec``: created (then ``change`` runs on it) unless it exists."""
+        record = JobRecord(state=JobState.new(spec))
+        for name in stages:
+            record.stage(name)
+            record.rt(name)
+
+        def create_once() -> tuple[JobRecord, bool]:
+            key = self.job_key(record.id)
+            with self.redis.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(key)  # type: ignore[no-untyped-call]
+                        raw = pipe.get(key)
+                        if raw is not None:
+                            pipe.unwatch()
+                            return JobRecord.model_validate_json(raw), False
+                        fresh = record.model_copy(deep=True)
+                        effects = change(fresh) or Effects()
+                        effects.count("jobs.submitted")
+                        effects.event("job.submitted", fresh)
+                        pipe.multi()
+                        pipe.set(key, fresh.model_dump_json())
+                        self._index(pipe, fresh, None)
+                        self._apply(pipe, fresh, effects)
+                        pipe.execute()
+                        return fresh, True
+                    except redis.WatchError:
+                        continue
+
+        return self.retrying(create_once, "create job")
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raw = self.retrying(lambda: self.redis.get(self.job_key(job_id)), "get job")
+        return None if raw is None else JobRecord.model_validate_json(cast(bytes, raw))
+
+    def get_many(self, job_ids: list[str]) -> list[JobRecord]:
+        if not job_ids:
+            return []
+        raws = self.retrying(
+            lambda: self.redis.mget([self.job_key(i) for i in job_ids]), "get jobs"
+        )
+        return [JobRecord.model_validate_json(raw) for raw in raws if raw is not None]
+
+    def transact(self, job_id: str, change: Change, *, retry: bool = True) -> JobRecord | None:
+        """Apply ``change`` atomically (it may run more than once); None if no such job.
+
+        With ``retry`` false, one attempt: a Redis outage raises at once (best-effort writes).
+        """
+
+        def once() -> JobRecord | None:
+            key = self.job_key(job_id)
+            with self.redis.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(key)  # type: ignore[no-untyped-call]
+                        raw = pipe.get(key)
+                        if raw is None:
+                            pipe.unwatch()
+                            return None
+                        record = JobRecord.model_validate_json(raw)
+                        before = record.state.status
+                        effects = change(record)
+                        if effects is None:
+                            pipe.unwatch()
+                            return record
+                        record.state.updated_at = utcnow()
+                        pipe.multi()
+                        pipe.set(key, record.model_dump_json())
+                        self._index(pipe, record, before)
+                        self._apply(pipe, record, effects)
+                        pipe.execute()
+                        return record
+                    except redis.WatchError:
+                        continue
+
+        return self.retrying(once, f"update job {job_id}") if retry else once()
+
+    def _index(self, pipe: Any, record: JobRecord, before: JobStatus | None) -> None:
+        status = record.state.status
+        created = record.state.created_at.timestamp()
+        if before is None:
+            pipe.zadd(self.key("jobs"), {record.id: created})
+            if record.state.spec.event:
+                pipe.zadd(self.key("jobs", "event", record.state.spec.event), {record.id: created})
+        if before != status:
+            if before is not None:
+                pipe.zrem(self.key("jobs", "status", str(before)), record.id)
+            pipe.zadd(self.key("jobs", "status", str(status)), {record.id: created})
+
+    def _apply(self, pipe: Any, record: JobRecord, effects: Effects) -> None:
+        if effects.dispatch:
+            now = time.time()
+            pipe.zadd(
+                self.key("outbox"),
+                {f"{record.id}/{stage}": now + delay for stage, delay in effects.dispatch.items()},
+            )
+        for stage in effects.undispatch:
+            pipe.zrem(self.key("outbox"), f"{record.id}/{stage}")
+        for stage in effects.clear_heartbeat:
+            pipe.zrem(self.key("heartbeats"), f"{record.id}/{stage}")
+        for event in effects.events:
+            event = {**event, "time": utcnow().isoformat()}
+            pipe.xadd(self.key("events"), event, maxlen=EVENTS_MAXLEN, approximate=True)
+        for name, by in effects.counters.items():
+            pipe.hincrby(self.key("stats"), name, by)
+
+    def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        event: str | None = None,
+        since: datetime | None = None,
+        cursor: int = 0,
+        limit: int = 50,
+    ) -> Page:
+        """Jobs newest first, filtered; ``cursor`` is where the previous page stopped."""
+        if status is not None:
+            base = self.key("jobs", "status", str(status))
+        elif event is not None:
+            base = self.key("jobs", "event", event)
+        else:
+            base = self.key("jobs")
+        low: float | str = since.timestamp() if since is not None else "-inf"
+        found: list[JobRecord] = []
+        offset = cursor
+        chunk = max(limit, 50)
+        while len(found) < limit:
+            ids: list[Any] = self.retrying(
+                lambda o=offset: _list(  # type: ignore[misc]
+                    self.redis.zrevrangebyscore(base, "+inf", low, start=o, num=chunk)
+                ),
+                "list jobs",
+            )
+            if not ids:
+                return Page(found, None)
+            for index, raw_id in enumerate(ids):
+                record = self.get(_text(raw_id))
+                if record is None:
+                    continue
+                if event is not None and record.state.spec.event != event:
+                    continue
+                found.append(record)
+                if len(found) == limit:
+                    return Page(found, offset + index + 1)
+            offset += len(ids)
+        return Page(found, offset)
+
+    def iter_status(self, status: JobStatus) -> Iterator[JobRecord]:
+        ids = self.retrying(
+            lambda: self.redis.zrange(self.key("jobs", "status", str(status)), 0, -1),
+            "list jobs",
+        )
+        yield from self.get_many([_text(i) for i in ids])
+
+    def forget(self, job_id: str) -> None:
+        """Remove a job entirely (tests and clean-ups)."""
+        record = self.get(job_id)
+        if record is None:
+            return
+        with self.redis.pipeline() as pipe:
+            pipe.delete(self.job_key(job_id))
+            pipe.zrem(self.key("jobs"), job_id)
+            pipe.zrem(self.key("jobs", "status", str(record.state.status)), job_id)
+            if record.state.spec.event:
+                pipe.zrem(self.key("jobs", "event", record.state.spec.event), job_id)
+            pipe.execute()
+
+    # -- locks and heartbeats ----------------------------------------------------------------
+
+    @property
+    def lock_ttl_ms(self) -> int:
+        return int(self.settings.reaper_stale_s * 1000)
+
+    def acquire(self, job_id: str, stage: str, token: str) -> bool:
+        """Take the stage's lock; False when another run holds it."""
+        key = self.lock_key(job_id, stage)
+        return bool(
+            self.retrying(lambda: self.redis.set(key, token, nx=True, px=self.lock_ttl_ms), "lock")
+        )
+
+    def renew(self, job_id: str, stage: str, token: str) -> bool:
+        """Renew the lock and the heartbeat (one round trip); False if the lock was lost."""
+        keys = [self.lock_key(job_id, stage), self.key("heartbeats")]
+        return bool(self._renew(keys=keys, args=[token, self.lock_ttl_ms, f"{job_id}/{stage}"]))
+
+    def release(self, job_id: str, stage: str, token: str) -> None:
+        self.retrying(
+            lambda: self._release(keys=[self.lock_key(job_id, stage)], args=[token]), "unlock"
+        )
+
+    def lock_holder(self, job_id: str, stage: str) -> str | None:
+        raw = self.retrying(lambda: self.redis.get(self.lock_key(job_id, stage)), "lock")
+        return None if raw is None else cast(bytes, raw).decode()
+
+    def stale_heartbeats(self, older_than_s: float) -> list[tuple[str, str, float]]:
+        """Running stages whose last heartbeat is older than ``older_than_s`` (server time)."""
+        now = self.server_time()
+        entries = self.retrying(
+            lambda: self.redis.zrangebyscore(
+                self.key("heartbeats"), "-inf", now - older_than_s, withscores=True
+            ),
+            "heartbeats",
+        )
+        found = []
+        for member, score in _list(entries):
+            job_id, _, stage = _text(member).partition("/")
+            found.append((job_id, stage, now - float(score)))
+        return found
+
+    def heartbeat_age(self, job_id: str, stage: str) -> float | None:
+        score = self.retrying(
+            lambda: self.redis.zscore(self.key("heartbeats"), f"{job_id}/{stage}"), "heartbeat"
+        )
+        return None if score is None else self.server_time() - float(score)
+
+    # -- cancel flags ------------------------------------------------------------------------
+
+    def set_cancelled(self, job_id: str, cancelled: bool = True) -> None:
+        key = self.key("cancel", job_id)
+        if cancelled:
+            self.retrying(lambda: self.redis.set(key, "1", ex=CANCEL_TTL_S), "cancel")
+        else:
+            self.retrying(lambda: self.redis.delete(key), "cancel")
+
+    def is_cancelled(self, job_id: str) -> bool:
+        """One quick look, no retries (polled by running stages)."""
+        return bool(self.redis.exists(self.key("cancel", job_id)))
+
+    # -- outbox ------------------------------------------------------------------------------
+
+    def due(self, limit: int = 200) -> list[tuple[str, str]]:
+        """Outbox entries whose time has come: (job id, stage)."""
+        members = self.retrying(
+            lambda: self.redis.zrangebyscore(
+                self.key("outbox"), "-inf", time.time(), start=0, num=limit
+            ),
+            "outbox",
+        )
+        result = []
+        for member in _list(members):
+            job_id, _, stage = _text(member).partition("/")
+            result.append((job_id, stage))
+        return result
+
+    def outbox_size(self) -> int:
+        return int(self.retrying(lambda: self.redis.zcard(self.key("outbox")), "outbox"))
+
+    def claim(self, job_id: str, stage: str, lease_s: float = 30.0) -> float | None:
+        """Take a due outbox entry for sending: it is pushed ``lease_s`` into the future, so
+        nobody else sends it meanwhile and it comes due again if the sender dies. Returns the
+        lease (pass it to :meth:`sent`), or None if someone else has it or it is not due."""
+        now = time.time()
+        lease = round(now + lease_s, 6)
+        member = f"{job_id}/{stage}"
+        claimed = self.retrying(
+            lambda: self._claim(keys=[self.key("outbox")], args=[member, now, lease]), "outbox"
+        )
+        return lease if claimed else None
+
+    def sent(self, job_id: str, stage: str, lease: float) -> None:
+        """Remove a claimed entry, unless it was re-scheduled meanwhile."""
+        member = f"{job_id}/{stage}"
+        self.retrying(
+            lambda: self._unless_changed(keys=[self.key("outbox")], args=[member, lease]),
+            "outbox",
+        )
+
+    def done_dispatching(self, job_id: str, stage: str) -> None:
+        self.retrying(lambda: self.redis.zrem(self.key("outbox"), f"{job_id}/{stage}"), "outbox")
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def worker_alive(self, hostname: str, queues: list[str], ttl_s: float) -> None:
+        value = json.dumps({"hostname": hostname, "queues": queues, "time": time.time()})
+        self.redis.set(self.key("worker", hostname), value, px=int(ttl_s * 1000))
+
+    def worker_gone(self, hostname: str) -> None:
+        self.redis.delete(self.key("worker", hostname))
+
+    def live_workers(self) -> dict[str, list[str]]:
+        """Live workers by hostname, each with the queues it consumes."""
+        keys = list(self.redis.scan_iter(match=self.key("worker", "*"), count=500))
+        if not keys:
+            return {}
+        workers: dict[str, list[str]] = {}
+        for raw in self.redis.mget(keys):
+            if raw is None:
+                continue
+            data = json.loads(raw)
+            workers[str(data["hostname"])] = [str(q) for q in data["queues"]]
+        return workers
+
+    # -- reaper's lease ----------------------------------------------------------------------
+
+    def lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """A short lease so that one process at a time does a periodic chore."""
+        key = self.key("lease", name)
+        ttl_ms = max(1, int(ttl_s * 1000))
+        if self.redis.set(key, holder, nx=True, px=ttl_ms):
+            return True
+        current = self.redis.get(key)
+        if current is not None and cast(bytes, current).decode() == holder:
+            self.redis.pexpire(key, ttl_ms)
+            return True
+        return False
+
+    # -- counters ----------------------------------------------------------------------------
+
+    def redis_uptime_s(self) -> float:
+        info = self.redis.info("server")
+        return float(info.get("uptime_in_seconds", 0))
+
+    def stats(self) -> dict[str, int]:
+        raw = self.retrying(lambda: self.redis.hgetall(self.key("stats")), "stats")
+        return {k.decode(): int(v) for k, v in cast(dict[bytes, bytes], raw).items()}
+
+
+def _list(value: Any) -> list[Any]:
+    return list(value)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,162 @@
+"""The reaper: gives the stages of dead workers to live ones, and stops poison inputs.
+
+Every worker runs it periodically (``celery.reaper_interval_s``); a short lease in Redis lets
+one process at a time do a round. A round:
+
+- finds running stages whose heartbeat is older than ``celery.reaper_stale_s`` (the worker
+  was SIGKILLed, its machine lost, a pool process killed by the OOM killer): the stage goes
+  back to pending and to the broker, long before the broker's visibility timeout would hand
+  the old message out again (then it finds the stage done or running, and does nothing);
+- counts such losses per stage: the ``celery.max_worker_lost_attempts``-th fails the job with
+  ``worker.lost`` (an input that crashes every worker stops, other jobs keep flowing);
+- re-queues stages whose message a dead worker had taken but not started;
+- sends outbox entries that are due (retries after backoff, sends a crash interrupted).
+
+Right after Redis restarts, heartbeats could not be written for a while: the reaper waits
+one stale period of Redis uptime before it judges any heartbeat.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+from pipeline.core.job import ErrorInfo, JobStatus, StageStatus, utcnow
+from pipeline.engine.distributed.coordinator import (
+    ACTIVE_JOB_STATUSES,
+    Coordinator,
+    settle,
+    stage_failed,
+)
+from pipeline.engine.distributed.jobstore import Change, Effects, JobRecord
+from pipeline.engine.distributed.stagerun import worker_lost
+
+log = logging.getLogger("recast.reaper")
+
+
+@dataclass
+class ReapReport:
+    requeued: int = 0
+    lost: int = 0
+    reserved: int = 0
+    dispatched: int = 0
+    skipped: bool = False
+
+
+class Reaper:
+    def __init__(self, coordinator: Coordinator, holder: str | None = None):
+        self.coordinator = coordinator
+        self.store = coordinator.store
+        self.settings = coordinator.settings
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+
+    def run_once(self) -> ReapReport:
+        config = self.settings.celery
+        report = ReapReport()
+        if not self.store.lease("reaper", self.holder, config.reaper_interval_s * 3):
+            report.skipped = True
+            return report
+        if self.store.redis_uptime_s() >= config.reaper_stale_s:
+            for job_id, stage, _age in self.store.stale_heartbeats(config.reaper_stale_s):
+                self._reap(job_id, stage, report)
+            self._reserved_by_dead_workers(report)
+        report.dispatched = self.coordinator.dispatch_due()
+        return report
+
+    def _reap(self, job_id: str, stage: str, report: ReapReport) -> None:
+        max_lost = self.settings.celery.max_worker_lost_attempts
+        dag = self.coordinator.dag
+        old_token: str | None = None
+        verdict = ""
+
+        def reap(record: JobRecord) -> Effects:
+            nonlocal old_token, verdict
+            verdict = ""
+            effects = Effects(clear_heartbeat=[stage])
+            if stage not in dag.names:
+                return effects
+            state = record.stage(stage)
+            runtime = record.rt(stage)
+            old_token = runtime.token
+            if state.status is not StageStatus.RUNNING:
+                return effects
+            runtime.token = None
+            if record.state.status not in ACTIVE_JOB_STATUSES:
+                state.status = StageStatus.CANCELLED
+                state.finished_at = utcnow()
+                return effects
+            runtime.lost += 1
+            effects.count("stages.worker_lost")
+            effects.event("stage.worker_lost", record, stage, worker=runtime.worker or "")
+            if runtime.lost >= max_lost:
+                error = ErrorInfo.from_error(worker_lost(stage, runtime.lost))
+                stage_failed(record, dag, effects, stage, error)
+                verdict = "job failed" if settle(record, dag, effects) else "stage failed"
+                return effects
+            verdict = "queued again"
+            state.status = StageStatus.PENDING
+            state.detail = f"worker {runtime.worker} lost; queued again"
+            runtime.queued_at = utcnow()
+            effects.dispatch[stage] = 0.0
+            return effects
+
+        record = self.store.transact(job_id, reap)
+        if record is None:
+            self.store.retrying(
+                lambda: self.store.redis.zrem(self.store.key("heartbeats"), f"{job_id}/{stage}")
+            )
+            return
+        if old_token is not None:
+            self.store.release(job_id, stage, old_token)
+        if not verdict:
+            return
+        log.warning("stage of a dead worker: %s", verdict, extra={"job_id": job_id, "stage": stage})
+        if verdict == "queued again":
+            report.requeued += 1
+            return
+        report.lost += 1
+        if verdict == "job failed" and self.coordinator.publisher is not None:
+            self.coordinator.publisher.job_failed(record.state)
+
+    def _reserved_by_dead_workers(self, report: ReapReport) -> None:
+        live = set(self.store.live_workers())
+        for status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            for record in self.store.iter_status(status):
+                dead = [
+                    name
+                    for name, runtime in record.runtime.items()
+                    if runtime.reserved_by is not None
+                    and runtime.reserved_by not in live
+                    and record.stage(name).status is StageStatus.PENDING
+                ]
+                for name in dead:
+                    self.store.transact(record.id, _requeue_reserved(name))
+                    report.reserved += 1
+
+
+def _requeue_reserved(stage: str) -> Change:
+    def requeue(record: JobRecord) -> Effects | None:
+        runtime = record.rt(stage)
+        if runtime.reserved_by is None or record.stage(stage).status is not StageStatus.PENDING:
+            return None
+        runtime.reserved_by = None
+        runtime.queued_at = utcnow()
+        effects = Effects()
+        effects.dispatch[stage] = 0.0
+        return effects
+
+    return requeue
+
+
+def note_reserved(coordinator: Coordinator, job_id: str, stage: str, worker: str) -> None:
+    """A worker took a stage's message (before running it): remembered for the reaper."""
+
+    def reserve(record: JobRecord) -> Effects | None:
+        if record.stage(stage).status is not StageStatus.PENDING:
+            return None
+        record.rt(stage).reserved_by = worker
+        return Effects()
+
+    coordinator.store.transact(job_id, reserve)

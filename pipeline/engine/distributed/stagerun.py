@@ -1,0 +1,407 @@
+"""Runs one stage of one job for the distributed executor: under a lock, with a heartbeat.
+
+What a worker's task calls (workers/tasks.py). It:
+
+1. runs the stage only if the job is active, the stage pending and its requirements finished
+   (a duplicate or late message does nothing);
+2. takes the stage's lock with a fresh token, so two workers never run the same stage, and
+   renews it with a heartbeat while the stage runs; the heartbeat also watches the job's
+   cancel flag and sets the stage's cancel event, which stops a running ffmpeg or download;
+3. runs the stage with :func:`pipeline.engine.runner.run_stage` (the same runner as the local
+   executor: skip if done, partial directory, commit), fetching its inputs from the
+   workspace store and uploading its outputs when workers share no disk;
+4. records the outcome: done (and queues the stages that became ready), a retry later with
+   backoff and jitter for a transient error (:func:`pipeline.core.errors.retry_decision`; a
+   storage outage, ``storage.unavailable``, for ``storage.retry_span_s`` at least), or the
+   stage's failure: the stages that depend on it are cancelled, other branches go on (their
+   work is kept for a retry) and the job fails once nothing else can run. Every write is
+   fenced by the lock token: a run that lost its lock (the reaper gave the stage to another
+   worker) changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from enum import StrEnum
+
+from pipeline.core.errors import ErrorCode, RecastError, as_recast_error, retry_decision
+from pipeline.core.job import FINISHED_STAGE_STATUSES, ErrorInfo, JobStatus, StageStatus, utcnow
+from pipeline.core.settings import Settings
+from pipeline.core.stage import Publisher, Stage, StageContext, StageResult
+from pipeline.core.workspace import Workspace
+from pipeline.engine.distributed.coordinator import (
+    ACTIVE_JOB_STATUSES,
+    Coordinator,
+    all_finished,
+    schedule_ready,
+    settle,
+    stage_failed,
+)
+from pipeline.engine.distributed.jobstore import REDIS_DOWN, Effects, JobRecord, JobStore
+from pipeline.engine.distributed.remote_workspace import RemoteWorkspace, ancestors
+from pipeline.engine.runner import run_stage
+from pipeline.stages.ingest import load_info
+from pipeline.storage import storage_roots
+
+log = logging.getLogger("recast.stagerun")
+
+Translate = Callable[[BaseException], RecastError | None]
+"""Maps an executor's own exceptions (Celery's soft time limit) to the taxonomy."""
+
+
+class Outcome(StrEnum):
+    RAN = "ran"
+    NOT_RUNNABLE = "not-runnable"
+    BUSY = "busy"
+    RETRY = "retry"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST_LOCK = "lost-lock"
+
+
+class Heartbeat(threading.Thread):
+    """Renews a running stage's lock and heartbeat; turns the job's cancel flag into the
+    stage's cancel event."""
+
+    def __init__(self, store: JobStore, job_id: str, stage: str, token: str):
+        super().__init__(name=f"heartbeat-{job_id}-{stage}", daemon=True)
+        self.store = store
+        self.job_id = job_id
+        self.stage = stage
+        self.token = token
+        self.cancel_event = threading.Event()
+        self.lock_lost = False
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        config = self.store.settings
+        poll = min(config.cancel_poll_s, config.heartbeat_s)
+        next_beat = time.monotonic() + config.heartbeat_s
+        while not self._stopped.wait(poll):
+            try:
+                if self.store.is_cancelled(self.job_id):
+                    self.cancel_event.set()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + config.heartbeat_s
+                    if not self.store.renew(self.job_id, self.stage, self.token):
+                        log.warning(
+                            "lost the lock of a running stage; stopping it",
+                            extra={"job_id": self.job_id, "stage": self.stage},
+                        )
+                        self.lock_lost = True
+                        self.cancel_event.set()
+            except REDIS_DOWN:
+                continue  # Redis is restarting: the stage goes on, the next beat catches up
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=5)
+
+
+class StageRunner:
+    """Executes stages for the tasks of one worker process."""
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        publisher: Publisher | None = None,
+        remote: RemoteWorkspace | None = None,
+        translate: Translate | None = None,
+    ):
+        self.coordinator = coordinator
+        self.settings: Settings = coordinator.settings
+        self.store = coordinator.store
+        self.dag = coordinator.dag
+        self.publisher = publisher
+        self.remote = remote
+        self.translate = translate
+
+    def execute(self, job_id: str, stage_name: str, *, task_id: str, worker: str) -> Outcome:
+        record = self.store.get(job_id)
+        if record is None or stage_name not in self.dag.names:
+            return Outcome.NOT_RUNNABLE
+        stage = self.dag[stage_name]
+        if not self._runnable(record, stage):
+            return Outcome.NOT_RUNNABLE
+        token = uuid.uuid4().hex
+        if not self.store.acquire(job_id, stage.name, token):
+            return Outcome.BUSY
+        heartbeat: Heartbeat | None = None
+        try:
+            if not self._start(job_id, stage, token, task_id, worker):
+                return Outcome.NOT_RUNNABLE
+            self.store.retrying(lambda: self.store.renew(job_id, stage.name, token), "heartbeat")
+            heartbeat = Heartbeat(self.store, job_id, stage.name, token)
+            heartbeat.start()
+            return self._run(job_id, stage, token, heartbeat)
+        finally:
+            if heartbeat is not None:
+                heartbeat.stop()
+            self.store.release(job_id, stage.name, token)
+            self.coordinator.dispatch_job(job_id)
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _runnable(self, record: JobRecord, stage: Stage) -> bool:
+        if record.state.status not in ACTIVE_JOB_STATUSES:
+            return False
+        if record.stage(stage.name).status in FINISHED_STAGE_STATUSES:
+            return False
+        return all(record.stage(r).status in FINISHED_STAGE_STATUSES for r in stage.requires)
+
+    def _start(self, job_id: str, stage: Stage, token: str, task_id: str, worker: str) -> bool:
+        started = False
+        max_lost = self.settings.celery.max_worker_lost_attempts
+
+        def start(record: JobRecord) -> Effects | None:
+            nonlocal started
+            started = False
+            if not self._runnable(record, stage):
+                return None
+            state = record.stage(stage.name)
+            runtime = record.rt(stage.name)
+            effects = Effects()
+            if state.status is StageStatus.RUNNING:
+                # The run before this one died and its lock expired before the reaper came.
+                runtime.lost += 1
+                effects.count("stages.worker_lost")
+                if runtime.lost >= max_lost:
+                    error = ErrorInfo.from_error(worker_lost(stage.name, runtime.lost))
+                    stage_failed(record, self.dag, effects, stage.name, error)
+                    settle(record, self.dag, effects)
+                    return effects
+            started = True
+            state.status = StageStatus.RUNNING
+            state.attempts += 1
+            state.started_at = utcnow()
+            state.finished_at = None
+            state.progress = 0.0
+            state.detail = ""
+            runtime.token = token
+            runtime.task_id = task_id
+            runtime.worker = worker
+            runtime.reserved_by = None
+            record.state.status = JobStatus.RUNNING
+            effects.undispatch.append(stage.name)
+            effects.event("stage.started", record, stage.name, worker=worker)
+            return effects
+
+        self.store.transact(job_id, start)
+        return started
+
+    def _run(self, job_id: str, stage: Stage, token: str, heartbeat: Heartbeat) -> Outcome:
+        record = self.store.get(job_id)
+        assert record is not None
+        runtime = record.rt(stage.name)
+        workspace = Workspace.for_job(self.settings.storage.workspace, job_id)
+        ctx = StageContext(
+            job_id=job_id,
+            stage=stage.name,
+            spec=record.state.spec,
+            settings=self.settings,
+            workspace=workspace,
+            out=workspace.partial_dir(stage.name),
+            on_progress=_ProgressWriter(self.store, job_id, token),
+            publisher=self.publisher,
+            cancel_event=heartbeat.cancel_event,
+        )
+        try:
+            if runtime.fresh:
+                workspace.discard_stage(stage.name)
+                if self.remote is not None:
+                    self.remote.discard(job_id, stage.name)
+            if self.remote is not None:
+                for name in ancestors(self.dag, stage.name):
+                    self.remote.fetch(workspace, job_id, name)
+            result, ran = run_stage(stage, ctx)
+            if self.remote is not None:
+                self.remote.upload(workspace, job_id, stage.name)
+        except (SystemExit, KeyboardInterrupt):
+            if not heartbeat.lock_lost:
+                self._give_back(job_id, stage, token)  # the worker is shutting down
+            raise
+        except BaseException as exc:  # every failure is classified, then decided on
+            error = (self.translate(exc) if self.translate else None) or as_recast_error(
+                exc, (*storage_roots(self.settings), workspace.root)
+            )
+            if error.code is ErrorCode.INTERNAL:
+                log.exception("stage crashed", extra={"job_id": job_id, "stage": stage.name})
+            if heartbeat.lock_lost:
+                return Outcome.LOST_LOCK
+            return self._failed(job_id, stage, token, error)
+        duration = self._media_duration(workspace) if record.media_duration is None else None
+        return self._completed(job_id, stage, token, result, ran, ctx.warnings, duration)
+
+    @staticmethod
+    def _media_duration(workspace: Workspace) -> float | None:
+        ingest = workspace.stage_dir("ingest")
+        if not (ingest / "info.json").is_file():
+            return None
+        info = load_info(ingest)
+        return info.media_duration or info.duration
+
+    def _completed(
+        self,
+        job_id: str,
+        stage: Stage,
+        token: str,
+        result: StageResult,
+        ran: bool,
+        warnings: list[str],
+        duration: float | None,
+    ) -> Outcome:
+        outcome = Outcome.LOST_LOCK
+        job_failed = False
+
+        def complete(record: JobRecord) -> Effects | None:
+            nonlocal outcome, job_failed
+            job_failed = False
+            runtime = record.rt(stage.name)
+            if runtime.token != token:
+                outcome = Outcome.LOST_LOCK
+                return None
+            outcome = Outcome.RAN
+            state = record.stage(stage.name)
+            effects = Effects(clear_heartbeat=[stage.name])
+            state.status = result.status
+            state.progress = 100.0
+            state.detail = result.detail if ran else f"already done {result.detail}".strip()
+            state.finished_at = utcnow()
+            state.warnings = list(warnings)
+            state.error = None
+            if ran:
+                runtime.completions += 1
+                runtime.fresh = False
+                effects.count(f"stages.{stage.name}.completed")
+            card_id = result.data.get("card_id")
+            if isinstance(card_id, str):
+                record.state.card_id = card_id
+            if duration is not None:
+                record.media_duration = duration
+            effects.event("stage.finished", record, stage.name, result=str(result.status))
+            if record.state.status not in ACTIVE_JOB_STATUSES:
+                return effects
+            schedule_ready(record, self.dag, effects)
+            if all_finished(record, self.dag):
+                record.state.status = JobStatus.SUCCEEDED
+                effects.event("job.succeeded", record)
+                effects.count("jobs.succeeded")
+            job_failed = settle(record, self.dag, effects)
+            return effects
+
+        record = self.store.transact(job_id, complete)
+        self._job_failed(record if job_failed else None)
+        return outcome
+
+    def _job_failed(self, record: JobRecord | None) -> None:
+        if record is not None and self.publisher is not None:
+            self.publisher.job_failed(record.state)
+
+    def _give_back(self, job_id: str, stage: Stage, token: str) -> None:
+        """Queue the stage again, uncounted: its worker is stopping, not crashing."""
+
+        def give_back(record: JobRecord) -> Effects | None:
+            runtime = record.rt(stage.name)
+            state = record.stage(stage.name)
+            if runtime.token != token or state.status is not StageStatus.RUNNING:
+                return None
+            effects = Effects(clear_heartbeat=[stage.name])
+            runtime.token = None
+            if record.state.status not in ACTIVE_JOB_STATUSES:
+                state.status = StageStatus.CANCELLED
+                return effects
+            state.status = StageStatus.PENDING
+            state.detail = "worker shut down; queued again"
+            runtime.queued_at = utcnow()
+            effects.dispatch[stage.name] = 0.0
+            return effects
+
+        self.store.transact(job_id, give_back)
+
+    def _failed(self, job_id: str, stage: Stage, token: str, error: RecastError) -> Outcome:
+        outcome = Outcome.LOST_LOCK
+        job_failed = False
+        cancelled = error.code is ErrorCode.JOB_CANCELLED or self.store.is_cancelled(job_id)
+        config = self.settings.executor
+        info = ErrorInfo.from_error(error)
+
+        def failed(record: JobRecord) -> Effects | None:
+            nonlocal outcome, job_failed
+            job_failed = False
+            if record.rt(stage.name).token != token:
+                outcome = Outcome.LOST_LOCK
+                return None
+            state = record.stage(stage.name)
+            effects = Effects(clear_heartbeat=[stage.name])
+            state.finished_at = utcnow()
+            if cancelled or record.state.status not in ACTIVE_JOB_STATUSES:
+                outcome = Outcome.CANCELLED
+                state.status = StageStatus.CANCELLED
+                effects.event("stage.cancelled", record, stage.name)
+                job_failed = settle(record, self.dag, effects)
+                return effects
+            decision = retry_decision(
+                error,
+                state.attempts,
+                max_attempts=config.max_attempts,
+                base_delay_s=config.retry_base_delay_s,
+                max_delay_s=config.retry_max_delay_s,
+                storage_span_s=self.settings.storage.retry_span_s,
+            )
+            state.error = info
+            effects.count(f"stages.{stage.name}.errors.{error.code}")
+            if decision.retry:
+                outcome = Outcome.RETRY
+                state.status = StageStatus.PENDING
+                state.detail = f"retrying in {decision.delay_s:.1f} s after {error.code}"
+                record.rt(stage.name).queued_at = utcnow()
+                effects.dispatch[stage.name] = decision.delay_s
+                effects.event("stage.retrying", record, stage.name, code=error.code)
+                return effects
+            outcome = Outcome.FAILED
+            stage_failed(record, self.dag, effects, stage.name, info)
+            job_failed = settle(record, self.dag, effects)
+            return effects
+
+        record = self.store.transact(job_id, failed)
+        self._job_failed(record if job_failed else None)
+        return outcome
+
+
+def worker_lost(stage: str, runs: int) -> RecastError:
+    return RecastError(
+        ErrorCode.WORKER_LOST,
+        f"The worker running stage {stage} died {runs} times; the input may be crashing it.",
+    )
+
+
+class _ProgressWriter:
+    """Writes a stage's progress to the store, at most once per ``progress_interval_s``."""
+
+    def __init__(self, store: JobStore, job_id: str, token: str):
+        self.store = store
+        self.job_id = job_id
+        self.token = token
+        self.last = 0.0
+
+    def __call__(self, stage: str, percent: float, detail: str) -> None:
+        now = time.monotonic()
+        if now - self.last < self.store.settings.progress_interval_s and percent < 100:
+            return
+        self.last = now
+
+        def update(record: JobRecord) -> Effects | None:
+            state = record.stage(stage)
+            if record.rt(stage).token != self.token or state.status is not StageStatus.RUNNING:
+                return None
+            state.progress = percent
+            state.detail = detail
+            return Effects()
+
+        with contextlib.suppress(*REDIS_DOWN):  # best effort; outcomes are written with retries
+            self.store.transact(self.job_id, update, retry=False)
