@@ -39,7 +39,7 @@ from tests.support.workers import (  # noqa: E402
     ALL_QUEUES,
     RedisServer,
     Worker,
-    celery_test_settings,
+    cluster_test_settings,
     tiny_sections,
     wait_final,
     workers,
@@ -56,7 +56,7 @@ def settings_for(root: Path, redis_url: str) -> Settings:
     ]
     return make_settings(
         root,
-        celery=celery_test_settings(redis_url, heartbeat_s=2.0, reaper_stale_s=30.0),
+        cluster=cluster_test_settings(redis_url, heartbeat_s=2.0, reaper_stale_s=30.0),
         **sections,
     )
 
@@ -97,7 +97,7 @@ def main() -> None:
             local_settings = settings_for(tmp / "local", redis_server.url)
             celery_settings = settings_for(tmp / "celery", redis_server.url)
             config = write_config(tmp / "recast.toml", celery_settings)
-            store = JobStore(celery_settings.celery)
+            store = JobStore(celery_settings.cluster)
             pair = [
                 Worker(config, ALL_QUEUES, name, tmp / "logs", concurrency=1)
                 for name in ("one", "two")

@@ -32,7 +32,7 @@ from pipeline.ops.opsview import OpsView  # noqa: E402
 from pipeline.ops.prometheus import render  # noqa: E402
 from pipeline.stages import default_dag  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
-from tests.support.workers import RedisServer, celery_test_settings  # noqa: E402
+from tests.support.workers import RedisServer, cluster_test_settings  # noqa: E402
 
 
 def fill(store: JobStore, first: int, count: int) -> None:
@@ -72,8 +72,8 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(n) for n in args.jobs.split(",")]
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as server:
-        settings = make_settings(Path(tmp), celery=celery_test_settings(server.url))
-        store = JobStore(settings.celery)
+        settings = make_settings(Path(tmp), cluster=cluster_test_settings(server.url))
+        store = JobStore(settings.cluster)
         view = OpsView(settings, store)
         recorder = MetricsRecorder(store.redis, store.prefix)
         for stage in view.dag.names:

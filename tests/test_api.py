@@ -39,7 +39,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
         url = redis_server.url
         settings = make_settings(
             tmp,
-            celery={
+            cluster={
                 "redis_url": url,
                 "broker_url": url,
                 "result_backend": url,
@@ -48,7 +48,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
             ingest={"allowed_private_networks": []},
             api={"tokens": [TOKEN, "second-token"], "max_body_bytes": 20_000},
         )
-        store = JobStore(settings.celery)
+        store = JobStore(settings.cluster)
         client = TestClient(create_api(settings, Producer(settings, store=store)))
         yield client, store, Path(settings.storage.output)
 
@@ -323,7 +323,7 @@ def test_no_request_gets_a_500(api: Any, request: Any, authorised: bool) -> None
 def test_recast_api_serves_and_refuses_to_start_without_tokens(tmp_path: Path, api: Any) -> None:
     store: JobStore = api[1]
     recast = str(Path(sys.executable).parent / "recast")
-    settings = make_settings(tmp_path, celery={"redis_url": store.settings.redis_url})
+    settings = make_settings(tmp_path, cluster={"redis_url": store.settings.redis_url})
     config = write_config(tmp_path / "recast.toml", settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECAST_")}
     refused = subprocess.run(

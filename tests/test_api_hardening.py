@@ -178,14 +178,14 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         url = redis_server.url
         settings = make_settings(
             tmp,
-            celery={"redis_url": url, "broker_url": url, "result_backend": url},
+            cluster={"redis_url": url, "broker_url": url, "result_backend": url},
             api={"tokens": [TOKEN], "max_body_bytes": LIMIT},
             ops={"board_refresh_s": 0.3},
         )
         public = settings.model_copy(
             update={"ops": settings.ops.model_copy(update={"public_board": True})}
         )
-        store = JobStore(settings.celery)
+        store = JobStore(settings.cluster)
         producer = Producer(settings, store=store)
         record, _ = producer.coordinator.submit(JobSpec(source=SECRET_SOURCE))
         yield Api(

@@ -122,17 +122,17 @@ def test_every_command_exists_in_the_package() -> None:
 
 def test_services_agree_on_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     environments = {n: _environment(s) for n, s in RECAST_SERVICES.items()}
-    shared = ("RECAST_CELERY__BROKER_URL", "RECAST_CELERY__REDIS_URL", "RECAST_STORAGE__OUTPUT")
-    for key in (*shared, "RECAST_STORAGE__WORKSPACE", "RECAST_CELERY__WORKSPACE_STORE"):
+    shared = ("RECAST_CLUSTER__BROKER_URL", "RECAST_CLUSTER__REDIS_URL", "RECAST_STORAGE__OUTPUT")
+    for key in (*shared, "RECAST_STORAGE__WORKSPACE", "RECAST_CLUSTER__WORKSPACE_STORE"):
         assert len({env.get(key) for env in environments.values()}) == 1, key
     for name, env in environments.items():
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         settings = load_settings()  # a bad value would fail here, naming the key
         password = DEFAULTS["RECAST_REDIS_PASSWORD"]
-        assert settings.celery.broker_url == f"redis://:{password}@redis:6379/0"
-        assert settings.celery.redis_url.startswith(f"redis://:{password}@redis:6379/")
-        assert settings.celery.result_backend.startswith(f"redis://:{password}@redis:6379/")
+        assert settings.cluster.broker_url == f"redis://:{password}@redis:6379/0"
+        assert settings.cluster.redis_url.startswith(f"redis://:{password}@redis:6379/")
+        assert settings.cluster.result_backend.startswith(f"redis://:{password}@redis:6379/")
         assert settings.publish.webhook_secret == DEFAULTS["RECAST_WEBHOOK_SECRET"]
         assert settings.ingest.allow_local_files is False, f"{name} would read local files"
         assert settings.storage.workspace.startswith("/data/")
@@ -178,7 +178,7 @@ def test_redis_needs_a_password_and_every_service_sends_it() -> None:
     assert "ports" not in redis, "Redis is reachable from the compose network only"
     for name, service in RECAST_SERVICES.items():
         env = _environment(service)
-        for key in ("RECAST_CELERY__BROKER_URL", "RECAST_CELERY__REDIS_URL"):
+        for key in ("RECAST_CLUSTER__BROKER_URL", "RECAST_CLUSTER__REDIS_URL"):
             assert f":{DEFAULTS['RECAST_REDIS_PASSWORD']}@" in env[key], (name, key)
 
 

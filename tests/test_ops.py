@@ -40,7 +40,7 @@ from tests.support.workers import (
     ROOT,
     RedisServer,
     Worker,
-    celery_test_settings,
+    cluster_test_settings,
     free_port,
     processes_matching,
     shim_env,
@@ -166,14 +166,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with RedisServer(tmp / "redis") as redis_server, MediaServer(tmp / "www") as server:
         settings = make_settings(
             tmp,
-            celery=celery_test_settings(redis_server.url),
+            cluster=cluster_test_settings(redis_server.url),
             executor={"max_attempts": 2, "retry_base_delay_s": 0.2},
             api={"tokens": [TOKEN]},
             ops=OPS_TEST_SETTINGS,
             **tiny_sections(),
         )
         config = write_config(tmp / "recast.toml", settings)
-        store = JobStore(settings.celery)
+        store = JobStore(settings.cluster)
         env = shim_env(slow_file)
         general = Worker(
             config, "ingest,media,asr,publish", "general", tmp / "logs", concurrency=2, env=env

@@ -39,7 +39,7 @@ from tests.conftest import make_settings
 from tests.support.workers import (
     ROOT,
     RedisServer,
-    celery_test_settings,
+    cluster_test_settings,
     free_port,
     wait_for,
     write_config,
@@ -55,8 +55,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 def _settings(tmp: Path, redis_url: str, prefix: str = "recast", **ops: Any) -> Settings:
-    celery = celery_test_settings(redis_url, key_prefix=prefix)
-    return make_settings(tmp, celery=celery, ops=ops)
+    celery = cluster_test_settings(redis_url, key_prefix=prefix)
+    return make_settings(tmp, cluster=celery, ops=ops)
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -82,7 +82,7 @@ def test_job_log_keeps_the_tail_of_each_stage_as_json_lines(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     settings = _settings(tmp_path, redis_server.url, job_log_lines=10, job_log_line_chars=300)
-    store = JobStore(settings.celery)
+    store = JobStore(settings.cluster)
     log = logging.getLogger("recast.stage.transcode")
     with _job_log(settings, store) as handler:
         with logs.job_context(job_id=JOB, stage="transcode", task_id="t-1"):
@@ -121,7 +121,7 @@ def test_ffmpeg_and_ytdlp_output_reach_the_stage_log(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     settings = _settings(tmp_path, redis_server.url)
-    store = JobStore(settings.celery)
+    store = JobStore(settings.cluster)
     job = "j" + "0" * 19 + "2"
     with _job_log(settings, store) as handler:
         with (
@@ -187,7 +187,7 @@ def test_alerts_worth_a_page(tmp_path: Path, redis_server: RedisServer) -> None:
         min_free_disk_ratio=1.0,
     )
     Path(settings.storage.workspace).mkdir(parents=True)
-    store = JobStore(settings.celery)
+    store = JobStore(settings.cluster)
     view = OpsView(settings, store)
     old = _waiting_job(store, "https://example.org/old", timedelta(hours=2))
     _waiting_job(store, "https://example.org/new", timedelta(seconds=1))

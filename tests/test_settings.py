@@ -79,3 +79,19 @@ def test_cli_reports_bad_setting_with_exit_2(
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "absent.toml")
+
+
+def test_the_old_celery_section_is_refused_with_its_new_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECAST_CELERY__REDIS_URL", "redis://example:6379/0")
+    with pytest.raises(ConfigError, match=r"RECAST_CLUSTER__REDIS_URL"):
+        load_settings()
+    monkeypatch.delenv("RECAST_CELERY__REDIS_URL")
+    old = tmp_path / "old.toml"
+    old.write_text('[celery]\nredis_url = "redis://example:6379/0"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[celery\] section is now \[cluster\]"):
+        load_settings(old)
+    new = tmp_path / "new.toml"
+    new.write_text('[cluster]\nredis_url = "redis://example:6379/0"\n', encoding="utf-8")
+    assert load_settings(new).cluster.redis_url == "redis://example:6379/0"

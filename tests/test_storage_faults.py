@@ -37,7 +37,7 @@ from pipeline.publish.publisher import CardPublisher
 from pipeline.storage import LocalStorage, open_storage
 from tests.conftest import make_settings
 from tests.support.publishing import JobMedia, make_info, make_job, publish_dag
-from tests.support.workers import RedisServer, celery_test_settings
+from tests.support.workers import RedisServer, cluster_test_settings
 
 SLUG = "munich-security-conference-2026"
 FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
@@ -94,7 +94,7 @@ def _stop_webhooks() -> Iterator[None]:
 def fault_settings(
     tmp_path: Path,
     storage: dict[str, Any] | None = None,
-    celery: dict[str, Any] | None = None,
+    cluster: dict[str, Any] | None = None,
     **publish: Any,
 ) -> Settings:
     """Short backoff for the test; max_attempts stays 1: storage faults have their own budget."""
@@ -103,7 +103,7 @@ def fault_settings(
         executor={"retry_base_delay_s": 0.1, "retry_max_delay_s": 0.5, "max_attempts": 1},
         publish={"gc_grace_s": 0, **publish},
         storage=storage or {},
-        celery=celery or {},
+        cluster=cluster or {},
     )
 
 
@@ -281,9 +281,9 @@ def test_the_celery_path_retries_a_full_output_beyond_max_attempts(
     media: JobMedia, tmp_path: Path
 ) -> None:
     with RedisServer(tmp_path / "redis") as redis_server:
-        settings = fault_settings(tmp_path, celery=celery_test_settings(redis_server.url))
+        settings = fault_settings(tmp_path, cluster=cluster_test_settings(redis_server.url))
         out = Path(settings.storage.output)
-        store = JobStore(settings.celery)
+        store = JobStore(settings.cluster)
         dispatcher = InlineDispatcher()
         coordinator = Coordinator(settings, store, dispatcher, dag=publish_dag())
         runner = StageRunner(coordinator, publisher=CardPublisher(settings))

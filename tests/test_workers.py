@@ -32,7 +32,7 @@ from tests.support.workers import (
     ROOT,
     RedisServer,
     Worker,
-    celery_test_settings,
+    cluster_test_settings,
     processes_matching,
     shim_env,
     tiny_sections,
@@ -95,13 +95,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with RedisServer(tmp / "redis") as redis_server, MediaServer(tmp / "www") as server:
         settings = make_settings(
             tmp,
-            celery=celery_test_settings(redis_server.url),
+            cluster=cluster_test_settings(redis_server.url),
             executor={"max_attempts": 3, "retry_base_delay_s": 0.2},
             api={"tokens": [TOKEN]},
             **tiny_sections(),
         )
         config = write_config(tmp / "recast.toml", settings)
-        store = JobStore(settings.celery)
+        store = JobStore(settings.cluster)
         env = shim_env(slow_file)
         pair = [
             Worker(config, ALL_QUEUES, name, tmp / "logs", concurrency=2, env=env)
@@ -397,7 +397,7 @@ def test_sigkill_mid_transcode_another_worker_finishes_once(cluster: Cluster) ->
     cluster.unslow()
     wait_for(lambda: not processes_matching(job_id), 10, "ffmpeg outlived its killed worker")
 
-    config = cluster.settings.celery
+    config = cluster.settings.cluster
     window = config.reaper_stale_s + 2 * config.reaper_interval_s + 10
 
     def taken_over() -> JobRecord | None:

@@ -13,13 +13,13 @@ import pytest
 
 from pipeline.core.errors import ConfigError
 from pipeline.core.job import JobSpec, JobStatus, StageStatus
-from pipeline.core.settings import ApiSettings, CelerySettings, load_settings
+from pipeline.core.settings import ApiSettings, ClusterSettings, load_settings
 from pipeline.core.stage import Queue
 from pipeline.engine.distributed.coordinator import JobConflict, time_limits
 from pipeline.engine.distributed.jobstore import Effects, JobRecord, JobStore
 from pipeline.stages import default_dag
 from tests.conftest import make_settings
-from tests.support.workers import RedisServer, celery_test_settings
+from tests.support.workers import RedisServer, cluster_test_settings
 from workers.app import create_celery
 from workers.config import broker_priority, celery_config, prefetch_for, task_name
 from workers.producer import Producer
@@ -54,7 +54,7 @@ def test_celery_runs_the_dag_as_json_tasks_routed_by_stage_queue(tmp_path: Path)
 
 
 def test_rabbitmq_works_through_the_same_settings(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, celery={"broker_url": "amqp://guest:guest@mq:5672//"})
+    settings = make_settings(tmp_path, cluster={"broker_url": "amqp://guest:guest@mq:5672//"})
     config = celery_config(settings, DAG)
     assert config["broker_url"].startswith("amqp://")
     assert config["broker_transport_options"] == {}
@@ -69,14 +69,14 @@ def test_prefetch_is_one_for_long_queues(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     assert prefetch_for(["transcode"], settings) == 1
     assert prefetch_for(["ingest", "publish"], settings) == 1
-    assert prefetch_for(["publish"], settings) == settings.celery.short_prefetch_multiplier
+    assert prefetch_for(["publish"], settings) == settings.cluster.short_prefetch_multiplier
 
 
 def test_time_limits_scale_with_duration_and_stay_under_the_visibility_timeout(
     tmp_path: Path,
 ) -> None:
     settings = make_settings(tmp_path)
-    config = settings.celery
+    config = settings.cluster
     stage = max(DAG, key=lambda s: s.time_limit_factor)
     short, long = time_limits(stage, 60, settings), time_limits(stage, 3600, settings)
     assert short.hard_s == config.time_limit_base_s + stage.time_limit_factor * 60
@@ -100,15 +100,15 @@ def test_time_limits_scale_with_duration_and_stay_under_the_visibility_timeout(
         {"concurrency": 0},
     ],
 )
-def test_inconsistent_celery_settings_fail_at_start(bad: dict[str, float]) -> None:
+def test_inconsistent_cluster_settings_fail_at_start(bad: dict[str, float]) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(celery=bad)
-    assert "celery" in caught.value.message
+        load_settings(cluster=bad)
+    assert "cluster" in caught.value.message
 
 
 def test_transactions_on_one_job_lose_no_update(tmp_path: Path, redis_url: str) -> None:
-    settings = make_settings(tmp_path, celery=celery_test_settings(redis_url))
-    store = JobStore(settings.celery)
+    settings = make_settings(tmp_path, cluster=cluster_test_settings(redis_url))
+    store = JobStore(settings.cluster)
     spec = JobSpec(source="https://example.org/concurrent.mp4")
     record, created = store.create(spec, DAG.names, lambda r: Effects())
     assert created
@@ -135,8 +135,8 @@ def test_transactions_on_one_job_lose_no_update(tmp_path: Path, redis_url: str) 
 
 
 def test_stage_lock_heartbeat_and_outbox_lease(tmp_path: Path, redis_url: str) -> None:
-    settings = make_settings(tmp_path, celery=celery_test_settings(redis_url))
-    store = JobStore(settings.celery)
+    settings = make_settings(tmp_path, cluster=cluster_test_settings(redis_url))
+    store = JobStore(settings.cluster)
     assert store.acquire("jX", "transcode", "token-1")
     assert not store.acquire("jX", "transcode", "token-2")  # a second worker is kept out
     assert store.renew("jX", "transcode", "token-1")
@@ -162,7 +162,7 @@ def test_stage_lock_heartbeat_and_outbox_lease(tmp_path: Path, redis_url: str) -
 
 
 def test_submit_is_idempotent_and_lands_in_the_stage_queue(tmp_path: Path, redis_url: str) -> None:
-    settings = make_settings(tmp_path, celery=celery_test_settings(redis_url, key_prefix="idem"))
+    settings = make_settings(tmp_path, cluster=cluster_test_settings(redis_url, key_prefix="idem"))
     clip = tmp_path / "talk.mp4"
     clip.write_bytes(b"not read: nothing runs in this test")
     producer = Producer(settings)
@@ -197,13 +197,13 @@ def test_submit_is_idempotent_and_lands_in_the_stage_queue(tmp_path: Path, redis
 
 def test_settings_sections_match_the_toml_defaults() -> None:
     loaded = load_settings()
-    assert loaded.celery == CelerySettings()
+    assert loaded.cluster == ClusterSettings()
     assert loaded.api == ApiSettings()
 
 
 def test_job_listing_pages_and_filters(tmp_path: Path, redis_url: str) -> None:
-    settings = make_settings(tmp_path, celery=celery_test_settings(redis_url, key_prefix="page"))
-    store = JobStore(settings.celery)
+    settings = make_settings(tmp_path, cluster=cluster_test_settings(redis_url, key_prefix="page"))
+    store = JobStore(settings.cluster)
     ids = []
     for i in range(5):
         spec = JobSpec(source=f"https://example.org/page-{i}.mp4", event="ev" if i % 2 else None)

@@ -1,4 +1,4 @@
-"""RabbitMQ as the broker through the same settings (``celery.broker_url = amqp://...``): a
+"""RabbitMQ as the broker through the same settings (``cluster.broker_url = amqp://...``): a
 private RabbitMQ node the test starts carries the tasks; Redis, the tests' own, keeps the job
 store and results."""
 
@@ -19,7 +19,7 @@ from tests.support.workers import (
     ALL_QUEUES,
     RedisServer,
     Worker,
-    celery_test_settings,
+    cluster_test_settings,
     tiny_sections,
     wait_final,
     workers,
@@ -38,10 +38,10 @@ def test_jobs_run_with_rabbitmq_as_the_broker(tmp_path: Path) -> None:
     ):
         with Connection(rabbit.url, connect_timeout=5) as connection:
             connection.ensure_connection(max_retries=3)
-        celery = celery_test_settings(redis_server.url, broker_url=rabbit.url)
-        settings = make_settings(tmp_path, celery=celery, **tiny_sections())
+        celery = cluster_test_settings(redis_server.url, broker_url=rabbit.url)
+        settings = make_settings(tmp_path, cluster=celery, **tiny_sections())
         config = write_config(tmp_path / "recast.toml", settings)
-        store = JobStore(settings.celery)
+        store = JobStore(settings.cluster)
         clip = make_clip(tmp_path / "clip.mp4", duration=1.0, size="160x90")
         urls = [server.put_file(f"rabbit-{i}.mp4", clip) for i in range(2)]
         worker = Worker(config, ALL_QUEUES, "rabbit", tmp_path / "logs", concurrency=2)

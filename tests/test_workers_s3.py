@@ -22,7 +22,7 @@ from tests.support.s3server import S3Server
 from tests.support.workers import (
     RedisServer,
     Worker,
-    celery_test_settings,
+    cluster_test_settings,
     tiny_sections,
     wait_final,
     wait_for,
@@ -64,12 +64,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             settings = make_settings(
                 tmp,
                 storage={"output": "s3://recast/out", "workspace": str(tmp / f"cache-{name}")},
-                celery=celery_test_settings(redis_server.url, workspace_store="s3://recast/work"),
+                cluster=cluster_test_settings(redis_server.url, workspace_store="s3://recast/work"),
                 publish={**s3.publish_settings(), "gc_grace_s": 0.0},
                 **{k: v for k, v in tiny_sections().items() if k != "publish"},
             )
             configs[name] = (settings, write_config(tmp / f"{name}.toml", settings))
-        store = JobStore(configs["front"][0].celery)
+        store = JobStore(configs["front"][0].cluster)
         front = Worker(configs["front"][1], FRONT, "front", tmp / "logs", concurrency=2)
         back = Worker(configs["back"][1], BACK, "back", tmp / "logs", concurrency=2)
         with workers(front, back, store=store):

@@ -180,7 +180,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "worker",
         "--pool=prefork",
         f"--queues={','.join(queues)}",
-        f"--concurrency={args.concurrency or settings.celery.concurrency}",
+        f"--concurrency={args.concurrency or settings.cluster.concurrency}",
         f"--prefetch-multiplier={prefetch_for(queues, settings)}",
         f"--hostname={hostname}",
         f"--loglevel={settings.log.level}",
@@ -219,7 +219,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     """Exit 0 when Redis answers (and, with --worker, that worker has announced itself)."""
     from pipeline.engine.distributed.jobstore import JobStore
 
-    store = JobStore(_settings(args).celery)
+    store = JobStore(_settings(args).cluster)
     if not store.ping():
         sys.stderr.write("Redis is unreachable\n")
         return EXIT_FAILED

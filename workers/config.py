@@ -7,17 +7,17 @@
   whose worker vanished is not lost. A pool process killed mid-task is not redelivered by
   Celery (``task_reject_on_worker_lost`` off): the reaper gives the stage to another worker
   and counts the loss, so a poison input stops with ``worker.lost`` instead of looping.
-- Prefetch of one for workers on long queues (``celery.prefetch_multiplier``): a worker busy
+- Prefetch of one for workers on long queues (``cluster.prefetch_multiplier``): a worker busy
   transcoding does not sit on messages another worker could start.
 - Time limits are set per task when it is sent, scaled to the media's duration
   (``pipeline.engine.distributed.coordinator.time_limits``); the defaults here are the
   longest allowed.
 - Broker visibility timeout (Redis): an unacknowledged message is handed out again after
-  ``celery.visibility_timeout_s``. With late acknowledgement a stage's message stays
+  ``cluster.visibility_timeout_s``. With late acknowledgement a stage's message stays
   unacknowledged for as long as the stage runs, so the timeout must be longer than the
   longest hard time limit, or Redis would give a long transcode to a second worker while the
   first is still at it. Recovering from a dead worker does not wait for it: the reaper
-  re-queues a stage after ``celery.reaper_stale_s`` without a heartbeat; the old message,
+  re-queues a stage after ``cluster.reaper_stale_s`` without a heartbeat; the old message,
   handed out hours later, finds the stage done and does nothing.
 - RabbitMQ (``amqp://``) works through the same settings: queues are declared with
   ``x-max-priority``; its ``consumer_timeout`` must likewise exceed the longest hard limit.
@@ -56,12 +56,12 @@ def broker_priority(priority: int, broker_url: str) -> int:
 
 def prefetch_for(queues: list[str], settings: Settings) -> int:
     if any(q in LONG_QUEUES for q in queues):
-        return settings.celery.prefetch_multiplier
-    return settings.celery.short_prefetch_multiplier
+        return settings.cluster.prefetch_multiplier
+    return settings.cluster.short_prefetch_multiplier
 
 
 def celery_config(settings: Settings, dag: Dag) -> dict[str, Any]:
-    config = settings.celery
+    config = settings.cluster
     amqp = is_amqp(config.broker_url)
     arguments = {"x-max-priority": PRIORITY_LEVELS} if amqp else None
     queues = [

@@ -21,7 +21,7 @@ class CeleryDispatcher:
             task_name(stage.name),
             kwargs={"job_id": record.id},
             queue=stage.queue.value,
-            priority=broker_priority(record.state.spec.priority, self.settings.celery.broker_url),
+            priority=broker_priority(record.state.spec.priority, self.settings.cluster.broker_url),
             time_limit=limits.hard_s,
             soft_time_limit=limits.soft_s,
         )

@@ -37,7 +37,7 @@ class Producer:
         from workers.app import create_celery
 
         self.settings = settings
-        self.store = store or JobStore(settings.celery)
+        self.store = store or JobStore(settings.cluster)
         self.app = app or create_celery(settings)
         self.coordinator = Coordinator(
             settings,

@@ -4,7 +4,7 @@ Each process (the worker's main process and every prefork pool process) builds i
 store client, coordinator and stage runner on first use, after any fork. The main process
 also runs a background thread that announces the worker and its queues in Redis (``/healthz``
 reads it) and runs the reaper (``pipeline.engine.distributed.reaper``) and the outbox every
-``celery.reaper_interval_s``.
+``cluster.reaper_interval_s``.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def app() -> Celery:
 
 
 def store() -> JobStore:
-    result: JobStore = _cached("store", lambda: JobStore(settings().celery))
+    result: JobStore = _cached("store", lambda: JobStore(settings().cluster))
     return result
 
 
@@ -127,7 +127,7 @@ class Background(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        config = settings().celery
+        config = settings().cluster
         reaper = Reaper(coordinator(), holder=f"{self.hostname}:{os.getpid()}")
         tick = min(config.heartbeat_s, config.reaper_interval_s)
         next_reap = 0.0

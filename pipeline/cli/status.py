@@ -3,7 +3,7 @@
 It shows what ``pipeline.ops.opsview`` reads from Redis: alerts worth a page, the queues (live and
 busy workers, stages waiting and the oldest wait), each worker and what it runs, the running
 jobs with a progress bar per stage, the last failures with their codes, and the jobs that
-finished in the last hour (in five-minute buckets). It needs only Redis (``celery.redis_url``),
+finished in the last hour (in five-minute buckets). It needs only Redis (``cluster.redis_url``),
 not the API.
 
 ``--json`` prints one snapshot for scripts (exit status 1 when Redis is unreachable);

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,7 @@ from pydantic_settings import (
 
 from pipeline.core.errors import ConfigError
 
+ENV_PREFIX = "RECAST_"
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parents[2] / "config" / "recast.toml"
 CONFIG_FILE_ENV = "RECAST_CONFIG"
 
@@ -183,8 +185,9 @@ class TranscriptSettings(Section):
         return self
 
 
-class CelerySettings(Section):
-    """The Celery executor (workers/): broker, job store, time limits and crash recovery."""
+class ClusterSettings(Section):
+    """The distributed executor: the job store in Redis, the broker (Celery's, in workers/),
+    time limits and crash recovery. (Called ``[celery]`` before; that name is refused.)"""
 
     broker_url: str = "redis://localhost:6379/0"
     """Redis (the default) or RabbitMQ (``amqp://``)."""
@@ -221,7 +224,7 @@ class CelerySettings(Section):
     result_expires_s: int = Field(86400, ge=60)
 
     @model_validator(mode="after")
-    def _consistent(self) -> CelerySettings:
+    def _consistent(self) -> ClusterSettings:
         if self.visibility_timeout_s <= self.max_time_limit_s:
             raise ValueError("visibility_timeout_s must be longer than max_time_limit_s")
         if self.reaper_stale_s < 2 * self.heartbeat_s:
@@ -375,7 +378,7 @@ class Settings(BaseSettings):
     """Every setting Recast reads. Build it with :func:`load_settings`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="RECAST_",
+        env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
@@ -388,7 +391,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     publish: PublishSettings = PublishSettings()
     transcript: TranscriptSettings = TranscriptSettings()
-    celery: CelerySettings = CelerySettings()
+    cluster: ClusterSettings = ClusterSettings()
     api: ApiSettings = ApiSettings()
     media: MediaSettings = MediaSettings()
     ops: OpsSettings = OpsSettings()
@@ -423,6 +426,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     path = Path(config_file) if config_file else None
     if path is not None and not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
+    _refuse_renamed_sections(path)
     previous = os.environ.get(CONFIG_FILE_ENV)
     try:
         if path is not None:
@@ -438,6 +442,33 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
                 os.environ.pop(CONFIG_FILE_ENV, None)
             else:
                 os.environ[CONFIG_FILE_ENV] = previous
+
+
+RENAMED_SECTIONS = {"celery": "cluster"}
+"""Sections that were renamed: old name, new name."""
+
+
+def _refuse_renamed_sections(path: Path | None) -> None:
+    """A section under its old name would be ignored silently (environment variables) or
+    refused as unknown without a word on why: say what it is called now."""
+    for old, new in RENAMED_SECTIONS.items():
+        prefix = f"{ENV_PREFIX}{old.upper()}__"
+        stale = sorted(key for key in os.environ if key.upper().startswith(prefix))
+        if stale:
+            raise ConfigError(
+                f"{stale[0]}: the [{old}] section is now [{new}]; "
+                f"use {ENV_PREFIX}{new.upper()}__{stale[0][len(prefix) :]}"
+            )
+        for file in (path, DEFAULT_CONFIG_FILE):
+            if file is not None and file.is_file() and old in _toml_sections(file):
+                raise ConfigError(f"{file}: the [{old}] section is now [{new}]")
+
+
+def _toml_sections(file: Path) -> set[str]:
+    try:
+        return set(tomllib.loads(file.read_text("utf-8")))
+    except (OSError, ValueError):
+        return set()  # reading it properly reports the problem
 
 
 @lru_cache(maxsize=1)

@@ -12,7 +12,7 @@ What counts as what:
 - a stage *waits* in its stage's queue from when it was scheduled (``queued_at``) until a
   worker starts it (its job queued or running, the stage pending); the *depth* of a queue is
   the number of waiting stages, its *oldest wait* the age of the longest-waiting one;
-- a worker is *live* while its presence key lives (``celery.reaper_stale_s``), *busy* while
+- a worker is *live* while its presence key lives (``cluster.reaper_stale_s``), *busy* while
   it runs a stage; workers also report their concurrency and workspace disk
   (:meth:`OpsView.report_worker`, every ``ops.worker_report_s``);
 - *alerts worth a page*: a queue of the DAG with no live worker, a queue whose oldest wait is
@@ -212,7 +212,7 @@ class OpsView:
     def __init__(self, settings: Settings, store: JobStore | None = None, dag: Dag | None = None):
         self.settings = settings
         self.ops = settings.ops
-        self.store = store or JobStore(settings.celery)
+        self.store = store or JobStore(settings.cluster)
         self.redis: redis.Redis = self.store.redis
         self.dag = dag or default_dag()
         self.queue_of = {stage.name: stage.queue.value for stage in self.dag}

@@ -294,7 +294,7 @@ SHIMS = ROOT / "tests" / "support" / "bin"
 ALL_QUEUES = "ingest,transcode,media,asr,publish"
 
 
-def celery_test_settings(redis_url: str, **overrides: Any) -> dict[str, Any]:
+def cluster_test_settings(redis_url: str, **overrides: Any) -> dict[str, Any]:
     """Crash recovery in seconds instead of minutes, for tests."""
     return {
         "redis_url": redis_url,

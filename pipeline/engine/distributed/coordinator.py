@@ -62,7 +62,7 @@ def time_limits(stage: Stage, media_duration: float | None, settings: Settings) 
     hard = time_limit_base_s + Stage.time_limit_factor x duration, capped at max_time_limit_s;
     the broker's visibility timeout is longer than that cap (settings check it).
     """
-    config = settings.celery
+    config = settings.cluster
     duration = media_duration if media_duration is not None else settings.ingest.max_duration_s
     hard = min(
         config.max_time_limit_s, config.time_limit_base_s + stage.time_limit_factor * duration

@@ -4,10 +4,10 @@ Recast owns this state (Celery's result store only holds task return values). A 
 JSON document (:class:`JobRecord`: the :class:`~pipeline.core.job.JobState` plus what the
 distributed executor needs per stage) changed only inside optimistic transactions
 (WATCH/MULTI), so concurrent stages of one job never lose each other's updates. Every
-operation is idempotent and retried while Redis is unreachable (``celery.redis_outage_s``):
+operation is idempotent and retried while Redis is unreachable (``cluster.redis_outage_s``):
 a Redis restart pauses the workers, it does not fail their jobs.
 
-Keys, under the prefix ``celery.key_prefix`` (``recast``)::
+Keys, under the prefix ``cluster.key_prefix`` (``recast``)::
 
     job:<id>                 the JobRecord (JSON)
     jobs                     ZSET of job ids by creation time
@@ -41,7 +41,7 @@ from redis.retry import Retry
 
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.job import JobSpec, JobState, JobStatus, StageState, utcnow
-from pipeline.core.settings import CelerySettings
+from pipeline.core.settings import ClusterSettings
 
 log = logging.getLogger("recast.jobstore")
 
@@ -97,7 +97,7 @@ return 0
 
 
 class StoreUnavailable(RecastError):
-    """Redis stayed unreachable for longer than ``celery.redis_outage_s``."""
+    """Redis stayed unreachable for longer than ``cluster.redis_outage_s``."""
 
     def __init__(self, message: str):
         super().__init__(ErrorCode.SERVICE_UNAVAILABLE, message)
@@ -184,7 +184,7 @@ def connect(url: str) -> redis.Redis:
 class JobStore:
     """The Redis job store. Safe to share between threads of one process."""
 
-    def __init__(self, settings: CelerySettings, client: redis.Redis | None = None):
+    def __init__(self, settings: ClusterSettings, client: redis.Redis | None = None):
         self.settings = settings
         self.redis = client or connect(settings.redis_url)
         self.prefix = settings.key_prefix

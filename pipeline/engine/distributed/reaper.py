@@ -1,13 +1,13 @@
 """The reaper: gives the stages of dead workers to live ones, and stops poison inputs.
 
-Every worker runs it periodically (``celery.reaper_interval_s``); a short lease in Redis lets
+Every worker runs it periodically (``cluster.reaper_interval_s``); a short lease in Redis lets
 one process at a time do a round. A round:
 
-- finds running stages whose heartbeat is older than ``celery.reaper_stale_s`` (the worker
+- finds running stages whose heartbeat is older than ``cluster.reaper_stale_s`` (the worker
   was SIGKILLed, its machine lost, a pool process killed by the OOM killer): the stage goes
   back to pending and to the broker, long before the broker's visibility timeout would hand
   the old message out again (then it finds the stage done or running, and does nothing);
-- counts such losses per stage: the ``celery.max_worker_lost_attempts``-th fails the job with
+- counts such losses per stage: the ``cluster.max_worker_lost_attempts``-th fails the job with
   ``worker.lost`` (an input that crashes every worker stops, other jobs keep flowing);
 - re-queues stages whose message a dead worker had taken but not started;
 - sends outbox entries that are due (retries after backoff, sends a crash interrupted).
@@ -53,7 +53,7 @@ class Reaper:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
 
     def run_once(self) -> ReapReport:
-        config = self.settings.celery
+        config = self.settings.cluster
         report = ReapReport()
         if not self.store.lease("reaper", self.holder, config.reaper_interval_s * 3):
             report.skipped = True
@@ -66,7 +66,7 @@ class Reaper:
         return report
 
     def _reap(self, job_id: str, stage: str, report: ReapReport) -> None:
-        max_lost = self.settings.celery.max_worker_lost_attempts
+        max_lost = self.settings.cluster.max_worker_lost_attempts
         dag = self.coordinator.dag
         old_token: str | None = None
         verdict = ""

@@ -1,6 +1,6 @@
 """Finished stage outputs kept in a storage back end, for workers that share no disk.
 
-With ``celery.workspace_store`` set (``s3://bucket/work``, say), a worker's
+With ``cluster.workspace_store`` set (``s3://bucket/work``, say), a worker's
 ``storage.workspace`` is only a local cache it may lose: a stage's outputs are uploaded when
 it finishes (``<job id>/<stage>/<file>``, its ``_stage.json`` last, so a stage whose result
 object exists is complete), and a stage that needs them on another machine downloads them
@@ -22,7 +22,7 @@ from pipeline.storage import Storage, open_storage
 
 def open_workspace_store(settings: Settings) -> Storage | None:
     """The storage holding stage outputs, or None when workers share storage.workspace."""
-    url = settings.celery.workspace_store
+    url = settings.cluster.workspace_store
     if not url:
         return None
     storage = settings.storage.model_copy(update={"output": url, "public_base_url": ""})

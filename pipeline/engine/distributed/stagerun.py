@@ -156,7 +156,7 @@ class StageRunner:
 
     def _start(self, job_id: str, stage: Stage, token: str, task_id: str, worker: str) -> bool:
         started = False
-        max_lost = self.settings.celery.max_worker_lost_attempts
+        max_lost = self.settings.cluster.max_worker_lost_attempts
 
         def start(record: JobRecord) -> Effects | None:
             nonlocal started
