@@ -44,9 +44,9 @@ def fill(store: JobStore, first: int, count: int) -> None:
             ingest = record.stage("ingest")
             if index % 2:
                 ingest.status, ingest.progress = StageStatus.RUNNING, 40.0
-                record.rt("ingest").worker = f"w{index % 4}@bench"
+                record.stage_runtime("ingest").worker = f"w{index % 4}@bench"
             else:
-                record.rt("ingest").queued_at = utcnow()
+                record.stage_runtime("ingest").queued_at = utcnow()
             return Effects()
 
         return change

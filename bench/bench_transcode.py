@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.core.dag import Dag  # noqa: E402
 from pipeline.core.job import JobSpec  # noqa: E402
+from pipeline.core.readers import read_media_info  # noqa: E402
 from pipeline.core.settings import Settings, load_settings  # noqa: E402
 from pipeline.core.stage import StageContext  # noqa: E402
 from pipeline.core.workspace import Workspace  # noqa: E402
@@ -50,7 +51,6 @@ from pipeline.engine.runner import run_stage  # noqa: E402
 from pipeline.stages.ingest import STAGE as INGEST  # noqa: E402
 from pipeline.stages.playable import STAGE as PLAYABLE  # noqa: E402
 from pipeline.stages.probe import STAGE as PROBE  # noqa: E402
-from pipeline.stages.probe import load_media  # noqa: E402
 from pipeline.stages.transcode import (  # noqa: E402
     AUDIO_NAME,
     HLS_DIR,
@@ -142,7 +142,7 @@ def run_bare(args: list[str]) -> None:
 def per_rung_commands(
     source: Path, workspace: Workspace, settings: Settings, out: Path
 ) -> list[list[str]]:
-    media = load_media(workspace.stage_dir("probe"))
+    media = read_media_info(workspace.stage_dir("probe"))
     plan = make_plan(media, settings.media)
     loudness = measure_loudness(source, media, settings.media)
     commands = []
@@ -159,7 +159,7 @@ def per_rung_commands(
 def bench_encodes(source: Path, root: Path, runs: int) -> dict[str, Any]:
     settings = settings_for(root / "encode")
     workspace = prepare(source, settings)
-    media = load_media(workspace.stage_dir("probe"))
+    media = read_media_info(workspace.stage_dir("probe"))
     plan = make_plan(media, settings.media)
     loudness = measure_loudness(source, media, settings.media)
     results: dict[str, list[tuple[float, float]]] = {"bare": [], "stage": [], "per_rung": []}

@@ -40,6 +40,7 @@ TOOL_OWNERS: dict[str, tuple[str, ...]] = {
     "ctranslate2": ("pipeline.tools.asr", "pipeline.tools.speech_models"),
     "PIL": ("pipeline.tools.images",),
     "blurhash": ("pipeline.tools.images",),
+    "langcodes": ("pipeline.core.languages",),
     "celery": ("workers",),
     "kombu": ("workers",),
 }

@@ -21,6 +21,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from pipeline.core.stage import Queue
+from pipeline.engine.distributed.counters import JobCounter
 from pipeline.engine.distributed.jobstore import JobStore
 from tests.conftest import make_settings
 from tests.support.workers import ROOT, RedisServer, free_port, wait_for, write_config
@@ -94,14 +95,14 @@ def test_missing_or_wrong_token_is_401(api: Any, headers: dict[str, str]) -> Non
 )
 def test_file_and_private_urls_are_422_source_forbidden(api: Any, url: str) -> None:
     client, store, _ = api
-    before = store.stats().get("jobs.submitted", 0)
+    before = store.stats().get(JobCounter.SUBMITTED, 0)
     for body in ({"url": url}, {"urls": ["file:///tmp/x.mp4", url]}):
         response = client.post("/v1/jobs", json=body, headers=AUTH)
         assert response.status_code == 422, response.text
         error = response.json()["error"]
         assert error["code"] == "source.forbidden"
         assert error["message"] and error["hint"]
-    assert store.stats().get("jobs.submitted", 0) == before  # nothing was created
+    assert store.stats().get(JobCounter.SUBMITTED, 0) == before  # nothing was created
 
 
 @pytest.mark.parametrize(

@@ -37,13 +37,12 @@ from fastapi.testclient import TestClient
 from pipeline.cli import main as cli
 from pipeline.core.card import Card, CardStatus
 from pipeline.core.job import ErrorInfo, JobSpec, JobStatus, StageStatus
+from pipeline.core.readers import read_source_info
 from pipeline.core.redact import public_text, public_url
 from pipeline.core.settings import CONFIG_FILE_ENV, Settings
 from pipeline.engine.distributed.jobstore import Effects, JobRecord, JobStore
-from pipeline.ops.joblog import log_key
 from pipeline.publish import webhooks
 from pipeline.publish.cardbuilder import build_card
-from pipeline.stages.ingest import load_info
 from pipeline.stages.publish import run_publish
 from tests.conftest import make_settings
 from tests.support.browser import chromium
@@ -305,7 +304,7 @@ def _fail_with_secrets(api: Api) -> str:
 
     api.store.transact(record.id, fail)
     line = {"level": "INFO", "logger": "recast.tool.ytdlp", "message": message}
-    api.store.redis.rpush(log_key(api.store.prefix, record.id, "ingest"), json.dumps(line))
+    api.store.redis.rpush(api.store.keys.job_log(record.id, "ingest"), json.dumps(line))
     return record.id
 
 
@@ -721,7 +720,7 @@ def test_an_ingested_signed_url_is_fetched_whole_and_published_without_its_signa
         signed = f"{url}?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=d3adb33fcafe&part=2"
         state = ingest(settings, signed)
     assert state.status is JobStatus.SUCCEEDED, state.error
-    assert load_info(ingest_dir(settings, state)).webpage_url == signed, "fetched as given"
+    assert read_source_info(ingest_dir(settings, state)).webpage_url == signed, "fetched as given"
     card_dir = Path(settings.storage.output) / str(state.card_id)
     card = json.loads((card_dir / "card.json").read_text())
     assert card["source"]["url"] == url and card["link"]["href"] == url

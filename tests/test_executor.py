@@ -62,8 +62,23 @@ def test_dag_order_and_validation() -> None:
     assert dag.dependents("a") == ["b", "c", "d"]
     with pytest.raises(ValueError, match="cycle"):
         Dag.of([rec.stage("x", ("y",)), rec.stage("y", ("x",))])
-    pruned = Dag.of([rec.stage("p"), rec.stage("q", ("p", "absent"))])
-    assert pruned["q"].requires == ("p",), "requirements on absent stages are dropped"
+
+
+def test_dag_of_refuses_an_unknown_requirement() -> None:
+    rec = Recorder()
+    with pytest.raises(ValueError, match="stage 'q' requires 'absent', which is not in the DAG"):
+        Dag.of([rec.stage("p"), rec.stage("q", ("p", "absent"))])
+
+
+def test_only_keeps_the_named_stages_and_refuses_a_missing_requirement() -> None:
+    dag = default_dag()
+    part = dag.only("ingest", "probe", "thumbnails")
+    assert part.names == ["ingest", "probe", "thumbnails"]
+    assert part["thumbnails"].requires == dag["thumbnails"].requires, "declarations kept whole"
+    with pytest.raises(ValueError, match="stage 'thumbnails' requires 'probe'"):
+        dag.only("ingest", "thumbnails")
+    with pytest.raises(ValueError, match="no stage 'nonesuch'"):
+        dag.only("ingest", "nonesuch")
 
 
 def test_default_dag_starts_with_ingest() -> None:
@@ -100,7 +115,7 @@ def test_outputs_appear_only_when_stage_finishes_and_rerun_skips(tmp_path: Path)
     assert status is JobStatus.SUCCEEDED
     assert rec.calls == [], "finished stages are skipped on a re-run"
     state = workspace.load_state()
-    assert state is not None and state.stages["d"].detail.startswith("already done")
+    assert state is not None and all(s.reused for s in state.stages.values())
     assert state.stages["d"].attempts == 1, "skipping a finished stage spends no attempt"
 
 
@@ -117,14 +132,16 @@ def test_damaged_output_is_redone(tmp_path: Path) -> None:
 def test_permanent_failure_fails_job_at_once_and_resume_finishes(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, executor={"max_attempts": 3})
     attempts: list[int] = []
+    b_running = threading.Event()
 
     def broken(ctx: StageContext) -> None:
         attempts.append(1)
         (ctx.out / "half-written.bin").write_bytes(b"x" * 100)
+        assert b_running.wait(10), "b never ran"
         raise RecastError(ErrorCode.MEDIA_INVALID, "The file is corrupt.")
 
     rec = Recorder()
-    status, workspace = run(settings, diamond(rec, c=broken))
+    status, workspace = run(settings, diamond(rec, b=lambda ctx: b_running.set(), c=broken))
     assert status is JobStatus.FAILED
     assert len(attempts) == 1, "a permanent error is not retried"
     state = workspace.load_state()
@@ -132,6 +149,7 @@ def test_permanent_failure_fails_job_at_once_and_resume_finishes(tmp_path: Path)
     assert state.error is not None and state.error.code == "media.invalid"
     assert state.stages["c"].status is StageStatus.FAILED
     assert state.stages["d"].status is StageStatus.CANCELLED
+    assert state.stages["b"].status is StageStatus.DONE, "a running sibling finishes, kept"
     assert not workspace.stage_dir("c").exists(), "nothing half-written is kept"
 
     rec.calls.clear()

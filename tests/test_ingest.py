@@ -14,12 +14,13 @@ from PIL import Image
 from pipeline.core.dag import Dag
 from pipeline.core.errors import ErrorCode, RecastError, retry_decision
 from pipeline.core.job import JobSpec, JobState, JobStatus
+from pipeline.core.readers import read_source_info
 from pipeline.core.settings import Settings
 from pipeline.core.workspace import Workspace
 from pipeline.engine.local import LocalExecutor
 from pipeline.publish.publisher import CardPublisher
 from pipeline.stages.ingest import STAGE as INGEST_STAGE
-from pipeline.stages.ingest import expand, load_info
+from pipeline.stages.ingest import expand
 from tests.conftest import make_settings
 from tests.support.httpserver import MediaServer, Response
 from tests.support.media import make_clip, make_hls
@@ -104,7 +105,7 @@ def test_page_with_og_video(
     )
     state = ingest(settings, url, event="Munich Security Conference 2026")
     assert state.status is JobStatus.SUCCEEDED, state.error
-    info = load_info(ingest_dir(settings, state))
+    info = read_source_info(ingest_dir(settings, state))
     assert info.title == "Quick Take: Europe"
     assert info.media_file == "media.mp4"
     assert info.media_duration == pytest.approx(2.0, abs=0.1)
@@ -137,7 +138,7 @@ def test_hls_vod_playlist(settings: Settings, server: MediaServer, hls_vod: Path
         server.put_file(f"hls/{file.name}", file)
     state = ingest(settings, server.url("hls/index.m3u8"))
     assert state.status is JobStatus.SUCCEEDED, state.error
-    info = load_info(ingest_dir(settings, state))
+    info = read_source_info(ingest_dir(settings, state))
     assert info.media_duration == pytest.approx(4.0, abs=0.2)
     assert len(server.hits("hls/seg003.ts")) == 1
 
@@ -147,7 +148,7 @@ def test_local_file(settings: Settings, clip: Path, tmp_path: Path) -> None:
     shutil.copy(clip, local)
     state = ingest(settings, str(local))
     assert state.status is JobStatus.SUCCEEDED, state.error
-    info = load_info(ingest_dir(settings, state))
+    info = read_source_info(ingest_dir(settings, state))
     assert info.extractor == "file"
     assert info.title == "Quick Take", "the file's own title tag wins over its name"
     assert state.card_id is not None and state.card_id.startswith("file-")
@@ -193,7 +194,7 @@ def test_captions_downloaded_when_offered(
     state = ingest(settings, server.add("cap/page.html", page))
     assert state.status is JobStatus.SUCCEEDED, state.error
     directory = ingest_dir(settings, state)
-    info = load_info(directory)
+    info = read_source_info(directory)
     assert [(t.lang, t.automatic, t.file) for t in info.subtitles] == [
         ("en", False, "captions/en.vtt")
     ]

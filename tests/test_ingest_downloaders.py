@@ -17,9 +17,10 @@ import pytest
 
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.job import JobStatus
+from pipeline.core.readers import read_source_info
 from pipeline.core.settings import Settings
 from pipeline.core.workspace import Workspace
-from pipeline.stages.ingest import load_info, url_policy
+from pipeline.stages.ingest import url_policy
 from pipeline.tools.ffmpeg_tools import probe
 from pipeline.tools.ytdlp import RecastYoutubeDL, ytdlp_options
 from tests.conftest import make_settings
@@ -75,7 +76,7 @@ def test_aes128_hls_is_decrypted_by_the_native_downloader(
     serve_tree(server, encrypted_hls, "aes")
     state = ingest(settings, server.url("aes/index.m3u8"))
     assert state.status is JobStatus.SUCCEEDED, state.error
-    info = load_info(ingest_dir(settings, state))
+    info = read_source_info(ingest_dir(settings, state))
     assert info.media_duration == pytest.approx(2.0, abs=0.2)
     streams = probe(ingest_dir(settings, state) / "media.mp4")["streams"]
     assert {s["codec_type"] for s in streams} == {"video", "audio"}, "decrypted, demuxable"

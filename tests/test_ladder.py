@@ -11,6 +11,7 @@ from fractions import Fraction
 import pytest
 
 from pipeline.core.errors import ConfigError
+from pipeline.core.mediainfo import VideoInfo
 from pipeline.core.settings import LadderRung, MediaSettings, load_settings
 from pipeline.media.ladder import (
     choose_ladder,
@@ -19,7 +20,6 @@ from pipeline.media.ladder import (
     progressive_rendition,
     scaled_size,
 )
-from pipeline.stages.probe import VideoInfo
 
 LADDER = MediaSettings().ladder
 NTSC = Fraction(30000, 1001)

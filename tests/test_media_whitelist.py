@@ -25,11 +25,12 @@ from PIL import Image
 from pipeline.core.dag import Dag
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.job import JobSpec, JobState, JobStatus, StageStatus
+from pipeline.core.mediainfo import MediaInfo, VideoInfo
 from pipeline.core.settings import Settings
 from pipeline.engine.local import LocalExecutor
 from pipeline.stages.ingest import STAGE as INGEST
 from pipeline.stages.probe import STAGE as PROBE
-from pipeline.stages.probe import MediaInfo, VideoInfo, check_frame_size, probe_file
+from pipeline.stages.probe import check_frame_size, probe_file
 from pipeline.stages.thumbnails import make_thumbnails
 from pipeline.tools import ffmpeg_tools
 from pipeline.tools.ffmpeg_tools import Graph, Output

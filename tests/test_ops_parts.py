@@ -22,12 +22,13 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.core import logs
-from pipeline.core.errors import RecastError
+from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.job import JobSpec, utcnow
 from pipeline.core.settings import Settings
 from pipeline.core.stage import StageContext
 from pipeline.core.workspace import Workspace
-from pipeline.engine.distributed.jobstore import Effects, JobRecord, JobStore
+from pipeline.engine.distributed import counters
+from pipeline.engine.distributed.jobstore import Effects, JobEvent, JobRecord, JobStore
 from pipeline.ops.joblog import JobLogHandler, read_log, render_line
 from pipeline.ops.metrics import STAGE_BUCKETS
 from pipeline.ops.opshistory import Sample, throughput
@@ -113,7 +114,7 @@ def test_job_log_keeps_the_tail_of_each_stage_as_json_lines(
     assert [
         json.loads(x)["message"] for x in read_log(store.redis, store.prefix, JOB, "probe")
     ] == ["another stage"]
-    assert store.redis.ttl(f"{store.prefix}:joblog:{JOB}:transcode") > 0
+    assert store.redis.ttl(store.keys.job_log(JOB, "transcode")) > 0
     assert render_line(lines[0]).endswith("recast.stage.transcode: line 17")
 
 
@@ -155,7 +156,7 @@ def test_ffmpeg_and_ytdlp_output_reach_the_stage_log(
 
 def _waiting_job(store: JobStore, source: str, waited: timedelta) -> JobRecord:
     def schedule(record: JobRecord) -> Effects:
-        record.rt("ingest").queued_at = utcnow() - waited
+        record.stage_runtime("ingest").queued_at = utcnow() - waited
         return Effects()
 
     record, _ = store.create(JobSpec(source=source), ["ingest", "probe"], schedule)
@@ -168,9 +169,9 @@ def _blocked_failure(store: JobStore, record: JobRecord) -> None:
 
     def fail(current: JobRecord) -> Effects:
         effects = Effects()
-        effects.count("stages.ingest.errors.source.blocked")
-        effects.count("errors.source.blocked")
-        effects.event("stage.failed", current, "ingest", code="source.blocked")
+        effects.count(counters.stage_errors("ingest", ErrorCode.SOURCE_BLOCKED))
+        effects.count(counters.failures(ErrorCode.SOURCE_BLOCKED))
+        effects.event(JobEvent.STAGE_FAILED, current, "ingest", code="source.blocked")
         return effects
 
     store.transact(record.id, fail)

@@ -11,11 +11,12 @@ import pytest
 from pipeline.core.dag import Dag
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.job import JobSpec, JobStatus, StageStatus
+from pipeline.core.readers import read_media_info
 from pipeline.core.workspace import Workspace
 from pipeline.engine.local import LocalExecutor
 from pipeline.stages.ingest import STAGE as INGEST
 from pipeline.stages.probe import STAGE as PROBE
-from pipeline.stages.probe import load_media, probe_file
+from pipeline.stages.probe import probe_file
 from tests.conftest import make_settings
 from tests.test_transcode import ffmpeg, make_source
 
@@ -129,7 +130,7 @@ def test_probe_stage_writes_media_json(tmp_path: Path) -> None:
     state = LocalExecutor(settings, dag=probe_dag()).run(JobSpec(source=str(source)))
     assert state.status is JobStatus.SUCCEEDED, state.error
     workspace = Workspace.for_job(settings.storage.workspace, state.id)
-    media = load_media(workspace.stage_dir("probe"))
+    media = read_media_info(workspace.stage_dir("probe"))
     assert media.has_video and media.has_audio
     assert state.stages["probe"].detail.startswith("2.0 s")
 

@@ -30,7 +30,7 @@ from pipeline.core.stage import Queue, Stage, StageContext, StageResult
 from pipeline.core.workspace import Workspace
 from pipeline.engine.distributed.coordinator import Coordinator, TimeLimits
 from pipeline.engine.distributed.jobstore import JobRecord, JobStore
-from pipeline.engine.distributed.stagerun import Outcome, StageRunner
+from pipeline.engine.distributed.stagerun import StageRunner, StageRunOutcome
 from pipeline.engine.local import LocalExecutor
 from pipeline.publish import events, webhooks
 from pipeline.publish.publisher import CardPublisher
@@ -288,7 +288,7 @@ def test_the_celery_path_retries_a_full_output_beyond_max_attempts(
         coordinator = Coordinator(settings, store, dispatcher, dag=publish_dag())
         runner = StageRunner(coordinator, publisher=CardPublisher(settings))
         job = make_job(media, settings, event=None)
-        outcomes: list[Outcome] = []
+        outcomes: list[StageRunOutcome] = []
         with tmpfs(out, "16m"):
             threading.Timer(1.0, fill(out).unlink).start()
             coordinator.submit(job.spec)
@@ -306,7 +306,7 @@ def test_the_celery_path_retries_a_full_output_beyond_max_attempts(
                 time.sleep(0.05)
                 record = store.get(job.spec.job_id)
             assert record is not None and record.state.status is JobStatus.SUCCEEDED, record
-            assert Outcome.RETRY in outcomes
+            assert StageRunOutcome.RETRY in outcomes
             assert record.stage("publish_playable").attempts > 1, "the outage was hit"
             card = Card.model_validate_json((out / job.card_id / "card.json").read_bytes())
             assert card.status is CardStatus.READY

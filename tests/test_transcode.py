@@ -24,6 +24,7 @@ import pytest
 from pipeline.core.dag import Dag
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.job import JobSpec, JobStatus, StageStatus
+from pipeline.core.mediainfo import MediaInfo
 from pipeline.core.settings import Settings
 from pipeline.core.stage import AssetRole, OutputAsset
 from pipeline.core.workspace import Workspace
@@ -32,7 +33,7 @@ from pipeline.stages.ingest import STAGE as INGEST
 from pipeline.stages.playable import STAGE as PLAYABLE
 from pipeline.stages.playable import copy_to_hls, why_not_playable
 from pipeline.stages.probe import STAGE as PROBE
-from pipeline.stages.probe import MediaInfo, probe_file
+from pipeline.stages.probe import probe_file
 from pipeline.stages.transcode import STAGE as TRANSCODE
 from pipeline.stages.transcode import transcode
 from tests.conftest import make_settings
@@ -586,7 +587,7 @@ def test_killing_ffmpeg_mid_encode_then_rerunning_finishes_with_valid_output(
 
     second = LocalExecutor(settings, dag=media_dag()).run(spec)
     assert second.status is JobStatus.SUCCEEDED, second.error
-    assert second.stages["probe"].detail.startswith("already done"), "not run again"
+    assert second.stages["probe"].reused, "not run again"
     out = workspace.stage_dir("transcode")
     assert not workspace.partial_dir("transcode").exists()
     assert decode_errors(out / "hls" / "master.m3u8") == ""

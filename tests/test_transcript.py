@@ -9,22 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.dag import Dag
 from pipeline.core.job import JobSpec, JobState, JobStatus, StageStatus
+from pipeline.core.readers import INFO_FILE
 from pipeline.core.settings import Settings
 from pipeline.core.source import SourceInfo, SubtitleTrack
 from pipeline.core.stage import AssetRole, Queue, Stage, StageContext, StageResult
 from pipeline.core.workspace import Workspace
 from pipeline.engine.local import LocalExecutor
 from pipeline.engine.runner import run_stage
-from pipeline.stages.ingest import INFO_FILE
-from pipeline.stages.ingest import STAGE as INGEST
-from pipeline.stages.transcript import STAGE as TRANSCRIPT
 from pipeline.tools import asr
 from tests.support.httpserver import MediaServer
 from tests.support.media import make_clip, make_speech_clip
 from tests.support.speech import (
     SHORT_EN,
+    TRANSCRIPT_DAG,
     run_transcript_job,
     shared_model_cache,
     stage_result,
@@ -122,8 +120,8 @@ def prepared_ingest(
 
 
 def run_prepared(settings: Settings, spec: JobSpec) -> tuple[JobState, Workspace]:
-    state = LocalExecutor(settings, dag=Dag.of([INGEST, TRANSCRIPT])).run(spec)
-    assert state.stages["ingest"].detail.startswith("already done"), "ingest was prepared"
+    state = LocalExecutor(settings, dag=TRANSCRIPT_DAG).run(spec)
+    assert state.stages["ingest"].reused, "ingest was prepared"
     return state, Workspace.for_job(settings.storage.workspace, state.id)
 
 

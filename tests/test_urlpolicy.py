@@ -174,3 +174,11 @@ def test_resolve_refuses_a_host_if_any_answer_is_not_allowed(
         "127.0.0.1",
         "2002:808:808::1",
     ]
+
+
+def test_a_host_name_that_is_not_one_is_refused_not_a_crash() -> None:
+    policy = UrlPolicy()
+    for host in ("x" * 64 + ".example", "a..b", "-" * 300):
+        with pytest.raises(RecastError) as caught:
+            policy.check_url(f"http://{host}/video.mp4")
+        assert caught.value.code in (ErrorCode.SOURCE_FORBIDDEN, ErrorCode.SOURCE_UNAVAILABLE)

@@ -20,7 +20,7 @@ from pipeline.core.card import CardStatus
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.job import JobStatus
 from pipeline.core.settings import Settings
-from pipeline.core.stage import Queue, Stage, StageContext, StageResult
+from pipeline.core.stage import StageContext, StageResult
 from pipeline.engine.local import LocalExecutor
 from pipeline.publish import sign, verify_signature, webhooks
 from pipeline.publish.publisher import CardPublisher
@@ -310,12 +310,9 @@ def _fails(ctx: StageContext) -> StageResult:
 def test_a_failed_job_sends_job_failed_with_the_error(
     tmp_path: Path, receiver: Receiver, media: JobMedia
 ) -> None:
-    from pipeline.core.dag import Dag
-    from pipeline.stages.publish import PUBLISH
-
     settings = hook_settings(tmp_path, receiver)
     job = make_job(media, settings, stages=())
-    dag = Dag.of([Stage("ingest", Queue.INGEST, _fails), PUBLISH])
+    dag = publish_dag((), ingest=_fails)
     state = LocalExecutor(settings, dag=dag, publisher=CardPublisher(settings)).run(job.spec)
     assert state.status is JobStatus.FAILED
     [request] = receiver.wait_for(1)

@@ -172,14 +172,15 @@ def test_submit_is_idempotent_and_lands_in_the_stage_queue(tmp_path: Path, redis
     record = producer.get(first.record.id)
     assert record is not None
     root = DAG.topological_order()[0]
-    assert record.rt(root).task_id is not None
+    task_id = record.stage_runtime(root).task_id
+    assert task_id is not None
     queue = DAG[root].queue.value
     client = producer.store.redis
     messages = [
         json.loads(raw) for key in client.keys(f"{queue}*") for raw in client.lrange(key, 0, -1)
     ]
-    assert any(m["headers"]["id"] == record.rt(root).task_id for m in messages)
-    message = next(m for m in messages if m["headers"]["id"] == record.rt(root).task_id)
+    assert any(m["headers"]["id"] == task_id for m in messages)
+    message = next(m for m in messages if m["headers"]["id"] == task_id)
     assert message["headers"]["task"] == task_name(root)
     assert message["properties"]["priority"] == 0  # the most urgent level on Redis
     assert message["content-type"] == "application/json"

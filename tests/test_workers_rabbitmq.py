@@ -52,6 +52,6 @@ def test_jobs_run_with_rabbitmq_as_the_broker(tmp_path: Path) -> None:
             for job_id in (urgent, normal):
                 record = wait_final(store, job_id, 120)
                 assert str(record.state.status) == "succeeded", record.state
-                assert all(record.rt(n).completions == 1 for n in default_dag().names)
+                assert all(record.stage_runtime(n).completions == 1 for n in default_dag().names)
         connected = f"Connected to amqp://guest:**@127.0.0.1:{rabbit.port}//"
         assert connected in worker.log_path.read_text()

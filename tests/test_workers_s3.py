@@ -115,7 +115,7 @@ def test_workers_share_only_redis_and_s3(setup: dict[str, Any]) -> None:
     hosts = {"front": "front@test", "back": "back@test"}
     for stage in DAG:
         expected = hosts["front"] if stage.queue in (Queue.INGEST, Queue.PUBLISH) else hosts["back"]
-        assert record.rt(stage.name).worker == expected, stage.name
+        assert record.stage_runtime(stage.name).worker == expected, stage.name
         assert f"work/{job_id}/{stage.name}/_stage.json" in _keys(setup["s3"], f"work/{job_id}/")
     # The back worker got the downloaded source from S3, not from the front worker's disk.
     back_ingest = tmp / "cache-back" / job_id / "ingest"

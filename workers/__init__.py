@@ -6,7 +6,7 @@ imports Celery. This package only binds it to Celery and to HTTP:
 
 - ``config``: the Celery configuration from settings (queues, routing, limits, JSON only);
 - ``app``: the Celery application and its tasks (``tasks``), a few lines each;
-- ``dispatch``: hands stages to the broker (the coordinator's ``Dispatcher``);
+- ``dispatch``: hands stages to the broker (the coordinator's ``StageDispatcher``);
 - ``runtime``: what each worker process holds (job store, runner, reaper thread);
 - ``producer``: submit, cancel, retry for the API and the CLI;
 - ``api``: the producer API (FastAPI); ``cli``: the ``recast`` commands for all of this.

@@ -38,8 +38,17 @@ LONG_QUEUES = frozenset({Queue.INGEST, Queue.TRANSCODE, Queue.MEDIA, Queue.ASR})
 PRIORITY_LEVELS = 10
 
 
+TASK_PREFIX = "recast.stage."
+
+
 def task_name(stage: str) -> str:
-    return f"recast.stage.{stage}"
+    """The Celery task that runs ``stage``."""
+    return f"{TASK_PREFIX}{stage}"
+
+
+def stage_of_task(name: str) -> str | None:
+    """The stage a :func:`task_name` runs; None for any other task."""
+    return name.removeprefix(TASK_PREFIX) if name.startswith(TASK_PREFIX) else None
 
 
 def is_amqp(url: str) -> bool:

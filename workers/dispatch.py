@@ -1,4 +1,4 @@
-"""Hands stages to the broker: the coordinator's Dispatcher, implemented with Celery."""
+"""Hands stages to the broker: the coordinator's StageDispatcher, implemented with Celery."""
 
 from __future__ import annotations
 

@@ -33,14 +33,15 @@ from celery.signals import (
 
 from pipeline.core import logs
 from pipeline.core.workspace import Workspace
+from pipeline.engine.distributed.stagerun import StageRunOutcome
 from pipeline.ops.joblog import JobLogHandler
 from pipeline.ops.metrics import MetricsRecorder, record_stage_run
 from pipeline.ops.opsview import OpsView
 from workers import runtime
+from workers.config import stage_of_task
 
 log = logging.getLogger("recast.worker.task")
 
-TASK_PREFIX = "recast.stage."
 _JOB_ID = re.compile(r"job_id['\"]?\s*[:=]\s*['\"](j[0-9a-f]{20})['\"]")
 
 _state: dict[str, Any] = {"connected": False, "handler": None, "reporters": []}
@@ -55,9 +56,9 @@ def celery_context(record: logging.LogRecord) -> dict[str, str]:
     found: dict[str, str] = {}
     if data.get("id"):
         found["task_id"] = str(data["id"])
-    name = str(data.get("name") or "")
-    if name.startswith(TASK_PREFIX):
-        found["stage"] = name.removeprefix(TASK_PREFIX)
+    stage = stage_of_task(str(data.get("name") or ""))
+    if stage is not None:
+        found["stage"] = stage
     kwargs = data.get("kwargs")
     if isinstance(kwargs, dict) and isinstance(kwargs.get("job_id"), str):
         found["job_id"] = kwargs["job_id"]
@@ -84,8 +85,7 @@ def _process_init(**_: Any) -> None:
 
 
 def _stage_of(task: Any) -> str | None:
-    name = str(getattr(task, "name", "") or "")
-    return name.removeprefix(TASK_PREFIX) if name.startswith(TASK_PREFIX) else None
+    return stage_of_task(str(getattr(task, "name", "") or ""))
 
 
 def _task_prerun(task_id: str = "", task: Any = None, kwargs: Any = None, **_: Any) -> None:
@@ -105,7 +105,7 @@ def _task_postrun(
     job_id = (kwargs or {}).get("job_id")
     try:
         if stage is not None and isinstance(job_id, str):
-            _after_stage(job_id, stage, str(retval))
+            _after_stage(job_id, stage, _outcome_of(retval))
     except Exception:
         log.exception("could not record the stage's figures")
     finally:
@@ -116,20 +116,28 @@ def _task_postrun(
             logs.unbind(token)
 
 
-def _after_stage(job_id: str, stage: str, outcome: str) -> None:
+def _outcome_of(retval: Any) -> StageRunOutcome | None:
+    """The stage task's return value (a StageRunOutcome's value); None when it raised."""
+    try:
+        return StageRunOutcome(retval)
+    except ValueError:
+        return None
+
+
+def _after_stage(job_id: str, stage: str, outcome: StageRunOutcome | None) -> None:
     store = runtime.store()
     record = store.get(job_id)
     if record is None:
         return
     state = record.stage(stage)
     error = state.error
-    if outcome == "ran":
+    if outcome is StageRunOutcome.RAN:
         settings = runtime.settings()
         recorder = MetricsRecorder(store.redis, store.prefix)
         workspace = Workspace.for_job(settings.storage.workspace, job_id)
         record_stage_run(recorder, runtime.coordinator().dag, record, stage, workspace)
         log.info("stage %s: %s (job %s)", str(state.status), state.detail, record.state.status)
-    elif outcome in ("failed", "retry") and error is not None:
+    elif outcome in (StageRunOutcome.FAILED, StageRunOutcome.RETRY) and error is not None:
         log.warning("stage %s: %s: %s", outcome, error.code, error.message)
     else:
         log.info("stage task ended: %s", outcome)

@@ -30,6 +30,7 @@ from pipeline.engine.distributed.reaper import Reaper, note_reserved
 from pipeline.engine.distributed.remote_workspace import RemoteWorkspace, open_workspace_store
 from pipeline.engine.distributed.stagerun import StageRunner
 from pipeline.publish.publisher import CardPublisher
+from workers.config import stage_of_task
 from workers.dispatch import CeleryDispatcher
 
 log = logging.getLogger("recast.worker")
@@ -177,13 +178,13 @@ def _worker_shutdown(**_: Any) -> None:
 
 
 def _task_received(request: Any = None, **_: Any) -> None:
-    name = str(getattr(request, "name", ""))
-    if not name.startswith("recast.stage."):
+    stage = stage_of_task(str(getattr(request, "name", "")))
+    if stage is None:
         return
     job_id = (request.kwargs or {}).get("job_id")
     if isinstance(job_id, str):
         try:
-            note_reserved(coordinator(), job_id, name.rsplit(".", 1)[-1], str(request.hostname))
+            note_reserved(coordinator(), job_id, stage, str(request.hostname))
         except Exception:
             log.exception("could not note a reserved stage", extra={"job_id": job_id})
 

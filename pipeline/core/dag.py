@@ -7,7 +7,7 @@ distributed executor run that declaration.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pipeline.core.stage import Stage
 
@@ -18,16 +18,29 @@ class Dag:
 
     @classmethod
     def of(cls, stages: Sequence[Stage]) -> Dag:
+        """The DAG of ``stages``; ValueError on a repeated name, a requirement that is not
+        among them, or a cycle."""
         names = {stage.name for stage in stages}
         if len(names) != len(stages):
             raise ValueError("stage names must be unique")
-        pruned = tuple(
-            replace(stage, requires=tuple(r for r in stage.requires if r in names))
-            for stage in stages
-        )
-        dag = cls(pruned)
+        for stage in stages:
+            missing = [r for r in stage.requires if r not in names]
+            if missing:
+                raise ValueError(
+                    f"stage {stage.name!r} requires {', '.join(map(repr, missing))}, "
+                    "which is not in the DAG"
+                )
+        dag = cls(tuple(stages))
         dag.topological_order()  # raises on a cycle
         return dag
+
+    def only(self, *names: str) -> Dag:
+        """The named stages of this DAG, to run part of a job (tests, benchmarks). Every stage
+        a kept one requires must be kept too: ValueError otherwise, as :meth:`of` refuses."""
+        unknown = sorted(set(names) - set(self.names))
+        if unknown:
+            raise ValueError(f"no stage {', '.join(map(repr, unknown))} in the DAG")
+        return Dag.of([stage for stage in self.stages if stage.name in names])
 
     def __iter__(self) -> Iterator[Stage]:
         return iter(self.stages)

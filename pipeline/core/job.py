@@ -91,6 +91,9 @@ class StageState(BaseModel):
     status: StageStatus = StageStatus.PENDING
     progress: float = 0.0
     detail: str = ""
+    """For people only; nothing reads meaning out of it."""
+    reused: bool = False
+    """The stage finished without running: its outputs from an earlier run checked out."""
     attempts: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -5,7 +5,8 @@ Contract (read it before writing a stage):
 - A stage SHALL be a plain function ``run(ctx: StageContext) -> StageResult`` wrapped in a
   :class:`Stage` declaration with its name, queue and the stages it requires.
 - A stage SHALL read its inputs only from the job's spec, the settings, and the finished
-  outputs of the stages it requires (``ctx.input_dir(name)``).
+  outputs of the stages it requires, through the typed readers of :mod:`pipeline.core.readers`
+  (or ``ctx.input_dir(name)``); reading a stage it did not declare is refused.
 - A stage SHALL write its outputs only under ``ctx.out`` (its partial directory); the
   executor moves them into place when ``run`` returns, so a failed or killed run leaves
   nothing behind.
@@ -159,6 +160,9 @@ class StageContext:
     publisher: Publisher | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     warnings: list[str] = field(default_factory=list)
+    requires: tuple[str, ...] = ()
+    """The stages this one declared (``Stage.requires``), the only ones it may read; the
+    runner sets it from the declaration (:func:`pipeline.engine.runner.run_stage`)."""
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -169,13 +173,25 @@ class StageContext:
 
     def input_dir(self, stage: str) -> Path:
         """The finished outputs of a stage this one requires."""
+        self._check_declared(stage)
         return self.workspace.stage_dir(stage)
 
     def input_result(self, stage: str) -> StageResult | None:
+        """The result of a stage this one requires; None when it has not finished."""
+        self._check_declared(stage)
         path = self.workspace.result_file(stage)
         if not path.exists():
             return None
         return StageResult.model_validate_json(path.read_text(encoding="utf-8"))
+
+    def _check_declared(self, stage: str) -> None:
+        if stage not in self.requires:
+            declared = ", ".join(self.requires) or "nothing"
+            raise RecastError(
+                ErrorCode.INTERNAL,
+                f"The {self.stage} stage reads the outputs of the {stage} stage, which it does "
+                f"not declare in its requires ({declared}): a bug in Recast.",
+            )
 
     def progress(self, percent: float, detail: str = "") -> None:
         if self.on_progress is not None:

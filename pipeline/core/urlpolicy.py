@@ -129,6 +129,8 @@ class UrlPolicy:
             raise RecastError(
                 ErrorCode.SOURCE_UNAVAILABLE, f"The host {host} could not be found."
             ) from exc
+        except UnicodeError as exc:  # a label over 63 characters, or not encodable as IDNA
+            raise _forbidden(f"{host[:80]!r} is not a valid host name.") from exc
         checked: list[CheckedAddress] = []
         for family, _type, _proto, _name, sockaddr in answers:
             ip, answered_port = str(sockaddr[0]), int(sockaddr[1])

@@ -3,44 +3,36 @@
 This is the embedded default (``recast process URL``): no broker, no Redis. Job state is kept
 in the workspace's job.json, so a re-run resumes where the last run stopped. Transient errors
 are retried with backoff (``executor.max_attempts``; ``storage.unavailable`` for as long as
-``storage.retry_span_s`` at least); a permanent one fails the job at once and cancels the
-stages that depend on it.
+``storage.retry_span_s`` at least). What a failure for good or a cancel (``cancel_event``)
+does to the rest of the job is decided by the job state machine, :mod:`pipeline.engine.jobflow`,
+the same as for the distributed executor; this module runs stages on a thread pool and
+carries out its transitions.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from pipeline.core.dag import Dag
-from pipeline.core.errors import (
-    ErrorCode,
-    RecastError,
-    as_recast_error,
-    retry_decision,
-    storage_failure,
-)
-from pipeline.core.job import (
-    FINISHED_STAGE_STATUSES,
-    ErrorInfo,
-    JobSpec,
-    JobState,
-    JobStatus,
-    StageState,
-    StageStatus,
-    utcnow,
-)
+from pipeline.core.errors import ErrorCode, as_recast_error, retry_decision, storage_failure
+from pipeline.core.job import ErrorInfo, JobSpec, JobState, JobStatus, utcnow
 from pipeline.core.settings import Settings
 from pipeline.core.stage import Publisher, Stage, StageContext, StageResult
 from pipeline.core.workspace import Workspace
+from pipeline.engine import jobflow
 from pipeline.engine.runner import finished_result, run_stage
 from pipeline.stages import default_dag
 from pipeline.storage import storage_roots
 
 log = logging.getLogger("recast.executor")
+
+CANCEL_POLL_S = 0.2
+"""How often the main thread looks at ``cancel_event`` while stages run."""
 
 
 class JobObserver(Protocol):
@@ -61,18 +53,25 @@ class LocalExecutor:
         workspace = Workspace.for_job(self.settings.storage.workspace, spec.job_id)
         state = workspace.load_state() or JobState.new(spec)
         state.spec = spec
-        state.status = JobStatus.RUNNING
-        state.error = None
-        for name in self.dag.names:
-            stage_state = state.stages.setdefault(name, StageState())
-            if stage_state.status not in FINISHED_STAGE_STATUSES:
-                state.stages[name] = StageState(attempts=stage_state.attempts)
+        # Finished stages go through the runner again, which skips them if their outputs
+        # are intact and redoes them if not.
+        jobflow.resume(state, self.dag, recheck_finished=True)
         run = _JobRun(self, spec, state, workspace)
         return run.execute()
 
 
+@dataclass
+class _Attempt:
+    """What one attempt of a stage came back with."""
+
+    result: StageResult
+    ran: bool
+    warnings: list[str]
+
+
 class _JobRun:
-    """One execution of one job's DAG."""
+    """One execution of one job's DAG. The state machine's steps (:mod:`jobflow`) are taken
+    under the lock, by the main thread except a stage's start; pool threads run stages."""
 
     def __init__(self, executor: LocalExecutor, spec: JobSpec, state: JobState, ws: Workspace):
         self.executor = executor
@@ -83,89 +82,83 @@ class _JobRun:
         self.workspace = ws
         self.storage_roots = (*storage_roots(self.settings), ws.root)
         self.lock = threading.Lock()
+        self.stop = threading.Event()
+        """What running stages watch (their cancel event): set when they must stop."""
+        self.in_flight: dict[Future[_Attempt | None], str] = {}
+        self.retry_at: dict[str, float] = {}
+        """Stages waiting out a retry's backoff: when they may run again (monotonic)."""
+        self.failures: dict[str, int] = {}
+        """Failed attempts per stage in this run: each run has its own retry budget."""
 
     def execute(self) -> JobState:
         self._save()
-        pending = set(self.dag.names)
-        running: dict[Future[None], str] = {}
         workers = self.settings.executor.max_parallel_stages
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage") as pool:
-            while pending or running:
-                for name in self._ready(pending, running):
-                    pending.discard(name)
-                    running[pool.submit(self._run_with_retries, self.dag[name])] = name
-                if not running:
+            while True:
+                self._notice_cancel()
+                self._submit_ready(pool)
+                if not self.in_flight and not self.retry_at:
                     break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    name = running.pop(future)
-                    crash = future.exception()
-                    if crash is not None:  # a bug in the bookkeeping: never taken for success
-                        log.error("stage %s ended abnormally", name, exc_info=crash)
-                        self._fail(name, as_recast_error(crash, self.storage_roots))
-                if self.state.error is not None:
-                    self.executor.cancel_event.set()
-            for name in pending:
-                self.state.stages[name].status = StageStatus.CANCELLED
+                self._wait_for_news()
         self._finish()
         return self.state
 
-    def _ready(self, pending: set[str], running: dict[Future[None], str]) -> list[str]:
-        if self.state.error is not None:
-            return []
-        ready = []
-        for name in sorted(pending):
-            requires = self.dag[name].requires
-            if all(self.state.stages[r].status in FINISHED_STAGE_STATUSES for r in requires):
-                ready.append(name)
-        return ready
+    def _notice_cancel(self) -> None:
+        if not self.executor.cancel_event.is_set():
+            return
+        with self.lock:
+            if not jobflow.is_active(self.state):
+                return
+            transition = jobflow.on_cancel(self.state, self.dag)
+            self._save()
+        self._stepped(transition)
 
-    def _run_with_retries(self, stage: Stage) -> None:
-        attempt = 0
-        while True:
-            attempt += 1
+    def _submit_ready(self, pool: ThreadPoolExecutor) -> None:
+        """Hand every ready stage to the pool, unless it is there already or waits out a
+        retry's backoff."""
+        with self.lock:
+            ready = jobflow.ready(self.state, self.dag)
+        self.retry_at = {name: at for name, at in self.retry_at.items() if name in ready}
+        now = time.monotonic()
+        busy = set(self.in_flight.values())
+        for name in ready:
+            if name in busy or self.retry_at.get(name, now) > now:
+                continue
+            self.retry_at.pop(name, None)
+            self.in_flight[pool.submit(self._attempt, self.dag[name])] = name
+
+    def _wait_for_news(self) -> None:
+        """Until a stage ends, a retry is due, or a moment has passed to look for a cancel."""
+        timeout = CANCEL_POLL_S
+        if self.retry_at:
+            timeout = min(timeout, max(0.0, min(self.retry_at.values()) - time.monotonic()))
+        if not self.in_flight:
+            self.executor.cancel_event.wait(timeout)
+            return
+        ended, _ = wait(self.in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+        for future in ended:
+            name = self.in_flight.pop(future)
             try:
-                self._run_once(stage)
-                return
+                attempt = future.result()
             except BaseException as exc:  # every failure is classified, then decided on
-                error = as_recast_error(exc, self.storage_roots)
-                if error.code is ErrorCode.INTERNAL:
-                    log.exception(
-                        "stage %s crashed",
-                        stage.name,
-                        extra={"job_id": self.state.id, "stage": stage.name},
-                    )
-                decision = retry_decision(
-                    error,
-                    attempt,
-                    max_attempts=self.settings.executor.max_attempts,
-                    base_delay_s=self.settings.executor.retry_base_delay_s,
-                    max_delay_s=self.settings.executor.retry_max_delay_s,
-                    storage_span_s=self.settings.storage.retry_span_s,
-                )
-                if decision.retry and not self.executor.cancel_event.is_set():
-                    self._update(stage.name, detail=f"retrying after {error.code}")
-                    self.executor.cancel_event.wait(decision.delay_s)
-                    continue
-                self._fail(stage.name, error)
-                return
+                self._failed(name, exc)
+                continue
+            if attempt is not None:
+                self._complete(name, attempt.result, attempt.ran, attempt.warnings)
 
-    def _run_once(self, stage: Stage) -> None:
-        if self.executor.cancel_event.is_set():
-            raise RecastError(ErrorCode.JOB_CANCELLED, "The job was cancelled.")
+    def _attempt(self, stage: Stage) -> _Attempt | None:
+        """One attempt at ``stage``, in a pool thread; None if the job ended before it began."""
+        with self.lock:
+            if not jobflow.runnable(self.state, self.dag, stage.name):
+                return None
         earlier = finished_result(self.workspace, stage.name)
         if earlier is not None:  # done in an earlier run: no attempt is spent on it
-            self._complete(stage.name, earlier, ran=False, warnings=[])
-            return
-        stage_state = self.state.stages[stage.name]
-        self._update(
-            stage.name,
-            status=StageStatus.RUNNING,
-            attempts=stage_state.attempts + 1,
-            started_at=utcnow(),
-            progress=0.0,
-            error=None,
-        )
+            return _Attempt(earlier, ran=False, warnings=[])
+        with self.lock:
+            if not jobflow.runnable(self.state, self.dag, stage.name):
+                return None
+            jobflow.start(self.state, stage.name)
+        self._update(stage.name)
         ctx = StageContext(
             job_id=self.state.id,
             stage=stage.name,
@@ -175,10 +168,44 @@ class _JobRun:
             out=self.workspace.partial_dir(stage.name),
             on_progress=self._on_progress,
             publisher=self.executor.publisher,
-            cancel_event=self.executor.cancel_event,
+            cancel_event=self.stop,
         )
         result, ran = run_stage(stage, ctx)
-        self._complete(stage.name, result, ran, ctx.warnings)
+        return _Attempt(result, ran, ctx.warnings)
+
+    def _failed(self, name: str, exc: BaseException) -> None:
+        error = as_recast_error(exc, self.storage_roots)
+        if error.code is ErrorCode.INTERNAL:
+            log.error(
+                "stage %s crashed",
+                name,
+                exc_info=exc,
+                extra={"job_id": self.state.id, "stage": name},
+            )
+        self.failures[name] = self.failures.get(name, 0) + 1
+        decision = retry_decision(
+            error,
+            self.failures[name],
+            max_attempts=self.settings.executor.max_attempts,
+            base_delay_s=self.settings.executor.retry_base_delay_s,
+            max_delay_s=self.settings.executor.retry_max_delay_s,
+            storage_span_s=self.settings.storage.retry_span_s,
+        )
+        info = ErrorInfo.from_error(error)
+        with self.lock:
+            transition = jobflow.on_stage_failed(self.state, self.dag, name, info, decision)
+        self._update(name)
+        self._stepped(transition)
+
+    def _stepped(self, transition: jobflow.Transition) -> None:
+        """Carry out what a step of the state machine asks of this executor."""
+        now = time.monotonic()
+        for name, delay in transition.retry_in.items():
+            self.retry_at[name] = now + delay
+        if transition.stop_running:
+            self.stop.set()
+        for name in transition.cancelled:
+            self._update(name)
 
     def _on_progress(self, stage: str, percent: float, detail: str) -> None:
         self._update(stage, progress=percent, detail=detail)
@@ -188,24 +215,14 @@ class _JobRun:
         card_id = result.data.get("card_id")
         if isinstance(card_id, str):
             self.state.card_id = card_id
+        with self.lock:
+            jobflow.on_stage_done(self.state, self.dag, name, result.status)
         self._update(
             name,
-            status=result.status,
-            progress=100.0,
             detail=detail,
-            finished_at=utcnow(),
+            reused=not ran,
             warnings=warnings,
         )
-
-    def _fail(self, name: str, error: RecastError) -> None:
-        info = ErrorInfo.from_error(error)
-        status = (
-            StageStatus.CANCELLED if error.code is ErrorCode.JOB_CANCELLED else StageStatus.FAILED
-        )
-        with self.lock:
-            if self.state.error is None:
-                self.state.error = info
-        self._update(name, status=status, error=info, finished_at=utcnow())
 
     def _update(self, name: str, **fields: object) -> None:
         with self.lock:
@@ -229,13 +246,10 @@ class _JobRun:
             log.warning("job.json not saved: %s", exc, extra={"job_id": self.state.id})
 
     def _finish(self) -> None:
+        """Nothing is in flight any more: the job has settled; withdraw what it published if
+        it did not succeed."""
         with self.lock:
-            if self.state.error is None:
-                self.state.status = JobStatus.SUCCEEDED
-            elif self.state.error.code == ErrorCode.JOB_CANCELLED:
-                self.state.status = JobStatus.CANCELLED
-            else:
-                self.state.status = JobStatus.FAILED
+            jobflow.settle(self.state, self.dag)
             self.state.updated_at = utcnow()
             self._save()
         if self.state.status is not JobStatus.SUCCEEDED and self.executor.publisher is not None:

@@ -35,6 +35,7 @@ def run_stage(stage: Stage, ctx: StageContext) -> tuple[StageResult, bool]:
     if previous is not None:
         return previous, False
     ctx.out = ctx.workspace.begin_stage(stage.name)
+    ctx.requires = stage.requires  # the readers refuse any other stage's outputs
     try:
         result = stage.run(ctx)
         _write_result(ctx.out, result)

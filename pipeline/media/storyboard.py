@@ -20,9 +20,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
 from pipeline.core.settings import ThumbnailSettings
+from pipeline.tools.images import image_size, write_sheet
 
 SHEET_PATTERN = "storyboard-{n}.jpg"
 VTT_NAME = "storyboard.vtt"
@@ -86,8 +85,7 @@ def build(
         raise ValueError("a storyboard needs at least one frame")
     count = min(len(frames), tile_count(duration, interval))
     frames = frames[:count]
-    with Image.open(frames[0]) as first:
-        tile_w, tile_h = first.size
+    tile_w, tile_h = image_size(frames[0])
     columns = settings.storyboard_columns
     per_sheet = columns * settings.storyboard_rows
     sheets: list[Sheet] = []
@@ -97,12 +95,11 @@ def build(
         number = len(sheets) + 1
         cols = min(columns, len(chunk))
         rows = math.ceil(len(chunk) / columns)
-        sheet = Image.new("RGB", (cols * tile_w, rows * tile_h))
         name = SHEET_PATTERN.format(n=number)
+        placed: list[tuple[Path, tuple[int, int]]] = []
         for offset, frame in enumerate(chunk):
             x, y = (offset % columns) * tile_w, (offset // columns) * tile_h
-            with Image.open(frame) as tile:
-                sheet.paste(tile.convert("RGB").resize((tile_w, tile_h)), (x, y))
+            placed.append((frame, (x, y)))
             index = start + offset
             begin = index * interval
             end = duration if index == count - 1 else (index + 1) * interval
@@ -110,8 +107,9 @@ def build(
                 f"{_timestamp(begin)} --> {_timestamp(end)}\n{name}#xywh={x},{y},{tile_w},{tile_h}"
             )
         target = out / name
-        sheet.save(target, "JPEG", quality=settings.jpeg_quality, optimize=True)
-        sheets.append(Sheet(target, sheet.width, sheet.height, len(chunk)))
+        size = (cols * tile_w, rows * tile_h)
+        write_sheet(placed, size, (tile_w, tile_h), target, settings.jpeg_quality)
+        sheets.append(Sheet(target, size[0], size[1], len(chunk)))
     vtt = out / VTT_NAME
     vtt.write_text("WEBVTT\n\n" + "\n\n".join(cues) + "\n", encoding="utf-8")
     return Storyboard(sheets, vtt, interval, count, tile_w, tile_h)

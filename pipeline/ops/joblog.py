@@ -3,9 +3,9 @@
 :class:`JobLogHandler` is a logging handler the workers attach (``pipeline.core.logs.attach``):
 every record that carries a job id and a stage (the stage's own lines, ffmpeg's stderr
 under ``recast.tool.ffmpeg``, yt-dlp's messages under ``recast.tool.ytdlp``) is appended as a
-JSON line to ``<prefix>:joblog:<job id>:<stage>``, a list trimmed to the last
-``ops.job_log_lines`` lines, each cut at ``ops.job_log_line_chars``, kept for
-``ops.job_log_ttl_s``. Redis holds it because workers share no disk; the jobs board reads the
+JSON line to the stage's ``joblog`` key (:mod:`pipeline.engine.distributed.keys`), a list
+trimmed to the last ``ops.job_log_lines`` lines, each cut at ``ops.job_log_line_chars``, kept
+for ``ops.job_log_ttl_s``. Redis holds it because workers share no disk; the jobs board reads the
 failed stage's tail from here.
 
 Lines are queued in memory and written by a background thread in batches (a stage never
@@ -26,13 +26,10 @@ import redis
 
 from pipeline.core.logs import JsonLineFormatter, context_of
 from pipeline.core.settings import OpsSettings
+from pipeline.engine.distributed.keys import RedisKeys
 
 QUEUE_LIMIT = 20_000
 FLUSH_EVERY_S = 0.25
-
-
-def log_key(prefix: str, job_id: str, stage: str) -> str:
-    return f"{prefix}:joblog:{job_id}:{stage}"
 
 
 def cut(entry: dict[str, Any], max_chars: int) -> str:
@@ -63,7 +60,7 @@ class JobLogHandler(logging.Handler):
     def __init__(self, client: redis.Redis, prefix: str, settings: OpsSettings):
         super().__init__(logging.DEBUG)
         self.client = client
-        self.prefix = prefix
+        self.keys = RedisKeys(prefix)
         self.max_lines = settings.job_log_lines
         self.max_chars = settings.job_log_line_chars
         self.ttl_s = settings.job_log_ttl_s
@@ -85,7 +82,7 @@ class JobLogHandler(logging.Handler):
         except Exception:
             self.dropped += 1
             return
-        self._pending.append((log_key(self.prefix, job_id, stage), line))
+        self._pending.append((self.keys.job_log(job_id, stage), line))
         self._ensure_thread()
 
     def _ensure_thread(self) -> None:
@@ -138,9 +135,10 @@ def read_tails(
     """Tails of several stages' logs in one round trip: (job id, stage) -> lines."""
     if not wanted:
         return {}
+    keys = RedisKeys(prefix)
     with client.pipeline(transaction=False) as pipe:
         for job_id, stage in wanted:
-            pipe.lrange(log_key(prefix, job_id, stage), -limit, -1)
+            pipe.lrange(keys.job_log(job_id, stage), -limit, -1)
         results = pipe.execute()
     return {
         key: [i.decode("utf-8", "replace") if isinstance(i, bytes) else str(i) for i in lines]

@@ -1,23 +1,24 @@
 """Measurements the workers make, kept in Redis so that one scrape of the API sees the cluster.
 
 Workers are many processes on many machines; a per-process Prometheus registry would show
-each scrape one process. Instead every finished stage run adds its figures to Redis hashes
-(one round trip, no transaction needed: HINCRBY/HINCRBYFLOAT are atomic), and
+each scrape one process. Instead every stage run that did its work adds its figures to Redis
+hashes (one round trip, no transaction needed: HINCRBY/HINCRBYFLOAT are atomic), and
 ``pipeline.ops.prometheus`` turns them into metric families when /metrics is scraped:
 
-- ``<prefix>:metrics:hist:stage_seconds``   stage wall time, per stage, as histogram buckets;
-- ``<prefix>:metrics:hist:transcode_speed`` media seconds per wall second of the stages on the
+- the ``stage_seconds`` histogram: stage wall time, per stage;
+- the ``transcode_speed`` histogram: media seconds per wall second of the stages on the
   transcode queue, per stage;
-- ``<prefix>:metrics:counters``             bytes downloaded by ingest, media and wall seconds
-  of transcode-queue stages.
+- the measured totals: bytes downloaded by ingest, media and wall seconds of transcode-queue
+  stages.
 
-A histogram hash holds, per label value, one field per bucket (``<label>|<le>``, counts that
-are *not* cumulative: each observation adds one to the first bucket it fits), plus
-``<label>|sum`` and ``<label>|count``.
+The keys are :class:`~pipeline.engine.distributed.keys.RedisKeys`' ``histogram`` and
+``measurements``; the fields in them are built and parsed by
+:mod:`pipeline.engine.distributed.counters`. A histogram's bucket counts are *not* cumulative:
+each observation adds one to the first bucket it fits.
 
-Job counts, failures by code and stage completions are not recorded here: the job store
-already counts them in ``<prefix>:stats`` (pipeline.engine.distributed.jobstore), in the
-same transactions as the state changes.
+Job counts, failures by code and stage completions (and reuses) are not recorded here: the job
+store already counts them in its ``stats`` hash, in the same transactions as the state changes.
+A stage that found its outputs in place (``StageState.reused``) did no work: it adds no figures.
 """
 
 from __future__ import annotations
@@ -31,30 +32,27 @@ import redis
 
 from pipeline.core.dag import Dag
 from pipeline.core.job import StageStatus
+from pipeline.core.readers import INFO_FILE
 from pipeline.core.stage import Queue, StageResult
 from pipeline.core.workspace import Workspace
+from pipeline.engine.distributed.counters import (
+    HistogramName,
+    HistogramPart,
+    Measure,
+    histogram_field,
+    measure_field,
+    parse_histogram_field,
+    parse_measure_field,
+)
 from pipeline.engine.distributed.jobstore import JobRecord
-from pipeline.stages.ingest import INFO_FILE
-
-STAGE_SECONDS = "stage_seconds"
-TRANSCODE_SPEED = "transcode_speed"
+from pipeline.engine.distributed.keys import RedisKeys
 
 STAGE_BUCKETS: tuple[float, ...] = (
     0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400,
 )  # fmt: skip
 SPEED_BUCKETS: tuple[float, ...] = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
 
-BUCKETS = {STAGE_SECONDS: STAGE_BUCKETS, TRANSCODE_SPEED: SPEED_BUCKETS}
-
-DOWNLOADED_BYTES = "downloaded_bytes"
-
-
-def media_seconds_key(stage: str) -> str:
-    return f"transcode_media_seconds|{stage}"
-
-
-def wall_seconds_key(stage: str) -> str:
-    return f"transcode_wall_seconds|{stage}"
+BUCKETS = {HistogramName.STAGE_SECONDS: STAGE_BUCKETS, HistogramName.TRANSCODE_SPEED: SPEED_BUCKETS}
 
 
 def le_text(bound: float) -> str:
@@ -83,16 +81,13 @@ class MetricsRecorder:
 
     def __init__(self, client: redis.Redis, prefix: str):
         self.client = client
-        self.prefix = prefix
+        self.keys = RedisKeys(prefix)
 
-    def key(self, *parts: str) -> str:
-        return ":".join((self.prefix, "metrics", *parts))
-
-    def observe(self, pipe: Any, histogram: str, label: str, value: float) -> None:
-        key = self.key("hist", histogram)
-        pipe.hincrby(key, f"{label}|{bucket_for(value, BUCKETS[histogram])}", 1)
-        pipe.hincrbyfloat(key, f"{label}|sum", value)
-        pipe.hincrby(key, f"{label}|count", 1)
+    def observe(self, pipe: Any, histogram: HistogramName, label: str, value: float) -> None:
+        key = self.keys.histogram(histogram)
+        pipe.hincrby(key, histogram_field(label, bucket_for(value, BUCKETS[histogram])), 1)
+        pipe.hincrbyfloat(key, histogram_field(label, HistogramPart.SUM), value)
+        pipe.hincrby(key, histogram_field(label, HistogramPart.COUNT), 1)
 
     def record_stage(
         self,
@@ -105,24 +100,27 @@ class MetricsRecorder:
         """One finished stage run: its wall time, the media it went through (transcode
         speed), the bytes it downloaded. One round trip."""
         seconds = max(0.0, seconds)
+        totals = self.keys.measurements
         with self.client.pipeline(transaction=False) as pipe:
-            self.observe(pipe, STAGE_SECONDS, stage, seconds)
+            self.observe(pipe, HistogramName.STAGE_SECONDS, stage, seconds)
             if media_seconds is not None and media_seconds > 0 and seconds > 0:
-                self.observe(pipe, TRANSCODE_SPEED, stage, media_seconds / seconds)
-                pipe.hincrbyfloat(self.key("counters"), media_seconds_key(stage), media_seconds)
-                pipe.hincrbyfloat(self.key("counters"), wall_seconds_key(stage), seconds)
+                self.observe(pipe, HistogramName.TRANSCODE_SPEED, stage, media_seconds / seconds)
+                media_field = measure_field(Measure.TRANSCODE_MEDIA_SECONDS, stage)
+                pipe.hincrbyfloat(totals, media_field, media_seconds)
+                wall_field = measure_field(Measure.TRANSCODE_WALL_SECONDS, stage)
+                pipe.hincrbyfloat(totals, wall_field, seconds)
             if downloaded_bytes:
-                pipe.hincrby(self.key("counters"), DOWNLOADED_BYTES, downloaded_bytes)
+                pipe.hincrby(totals, measure_field(Measure.DOWNLOADED_BYTES), downloaded_bytes)
             pipe.execute()
 
     # -- reading -----------------------------------------------------------------------------
 
-    def histograms(self, histogram: str) -> dict[str, Histogram]:
+    def histograms(self, histogram: HistogramName) -> dict[str, Histogram]:
         """Per label value: cumulative buckets (every bound and +Inf), sum and count."""
-        raw: dict[bytes, bytes] = self.client.hgetall(self.key("hist", histogram))  # type: ignore[assignment]
+        raw: dict[bytes, bytes] = self.client.hgetall(self.keys.histogram(histogram))  # type: ignore[assignment]
         counts: dict[str, dict[str, float]] = {}
         for name, value in raw.items():
-            label, _, part = name.decode().rpartition("|")
+            label, part = parse_histogram_field(name.decode())
             counts.setdefault(label, {})[part] = float(value)
         result: dict[str, Histogram] = {}
         for label, parts in sorted(counts.items()):
@@ -131,12 +129,39 @@ class MetricsRecorder:
             for bound in (*BUCKETS[histogram], math.inf):
                 running += parts.get(le_text(bound), 0.0)
                 buckets.append((le_text(bound), running))
-            result[label] = Histogram(buckets, parts.get("sum", 0.0), parts.get("count", 0.0))
+            result[label] = Histogram(
+                buckets, parts.get(HistogramPart.SUM, 0.0), parts.get(HistogramPart.COUNT, 0.0)
+            )
         return result
 
-    def counters(self) -> dict[str, float]:
-        raw: dict[bytes, bytes] = self.client.hgetall(self.key("counters"))  # type: ignore[assignment]
-        return {name.decode(): float(value) for name, value in raw.items()}
+    def totals(self) -> Totals:
+        """The measured totals, read back."""
+        raw: dict[bytes, bytes] = self.client.hgetall(self.keys.measurements)  # type: ignore[assignment]
+        totals = Totals()
+        for name, value in raw.items():
+            parsed = parse_measure_field(name.decode())
+            if parsed is None:
+                continue
+            measure, stage = parsed
+            if stage is None:
+                totals.overall[measure] = float(value)
+            else:
+                totals.per_stage.setdefault(measure, {})[stage] = float(value)
+        return totals
+
+
+@dataclass
+class Totals:
+    """The measured totals: overall (downloaded bytes) and per stage (transcode seconds)."""
+
+    overall: dict[Measure, float] = field(default_factory=dict)
+    per_stage: dict[Measure, dict[str, float]] = field(default_factory=dict)
+
+    def of(self, measure: Measure) -> float:
+        return self.overall.get(measure, 0.0)
+
+    def by_stage(self, measure: Measure) -> dict[str, float]:
+        return dict(sorted(self.per_stage.get(measure, {}).items()))
 
 
 def record_stage_run(
@@ -144,7 +169,7 @@ def record_stage_run(
 ) -> bool:
     """Record the figures of a stage run that has just finished (called once per run, by the
     executor, after the stage's outcome was stored). False when there was nothing to record:
-    the stage did not finish, or found its work already done."""
+    the stage did not finish, or was reused (its outputs were already in place)."""
     state = record.state.stages.get(stage)
     if state is None or stage not in dag.names:
         return False
@@ -152,7 +177,7 @@ def record_stage_run(
         return False
     if state.started_at is None or state.finished_at is None:
         return False
-    if state.detail.startswith("already done"):
+    if state.reused:
         return False
     seconds = (state.finished_at - state.started_at).total_seconds()
     queue = dag[stage].queue

@@ -1,26 +1,30 @@
 """History for the ops views: samples of queue depth and finished-job counters over time.
 
 Throughput over the last hour and the jobs board's chart come from samples kept in a Redis
-sorted set (``<prefix>:ops:samples``, scored by Redis server time). Whoever looks takes a
+sorted set (``ops:samples`` in :mod:`pipeline.engine.distributed.keys`, scored by Redis server
+time). Whoever looks takes a
 sample when one is due (the workers' reporter every ``ops.worker_report_s``, the API on
 /metrics, /healthz and the board, ``recast status``); a short lock keeps it to one sample per
 ``ops.sample_interval_s`` for the whole cluster. Samples older than ``ops.history_s`` are
 dropped.
 
-A sample holds the cumulative counters of the job store (``jobs.succeeded``, ``jobs.failed``,
-``jobs.cancelled``), so the jobs finished between two moments are the difference of the
-samples around them, however irregular the sampling.
+A sample holds the cumulative counters of the job store (jobs succeeded, failed, cancelled:
+:class:`~pipeline.engine.distributed.counters.JobCounter`), so the jobs finished between two
+moments are the difference of the samples around them, however irregular the sampling.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
 from pydantic import BaseModel
 
-FINISHED = ("succeeded", "failed", "cancelled")
+from pipeline.core.job import JobStatus
+from pipeline.engine.distributed.counters import FINISHED_JOB_STATUSES
+from pipeline.engine.distributed.keys import RedisKeys
 
 
 class Sample(BaseModel):
@@ -35,8 +39,14 @@ class Sample(BaseModel):
     blocked: int = 0
     """Stage attempts that failed with ``source.blocked`` (cumulative)."""
 
-    def finished(self, state: str) -> int:
-        return int(getattr(self, state))
+    def finished(self, status: JobStatus) -> int:
+        """Jobs that ended in ``status`` (one of FINISHED_JOB_STATUSES), cumulative."""
+        counts = {
+            JobStatus.SUCCEEDED: self.succeeded,
+            JobStatus.FAILED: self.failed,
+            JobStatus.CANCELLED: self.cancelled,
+        }
+        return counts[status]
 
 
 class ThroughputBucket(BaseModel):
@@ -62,8 +72,9 @@ class Throughput(BaseModel):
 class History:
     def __init__(self, client: redis.Redis, prefix: str, interval_s: float, keep_s: float):
         self.client = client
-        self.key = f"{prefix}:ops:samples"
-        self.lock_key = f"{prefix}:ops:sample-lock"
+        keys = RedisKeys(prefix)
+        self.key = keys.ops_samples
+        self.lock_key = keys.ops_sample_lock
         self.interval_s = interval_s
         self.keep_s = keep_s
 
@@ -98,11 +109,13 @@ def at(points: list[Sample], moment: float) -> Sample:
     return chosen
 
 
-def increase(samples: list[Sample], now: Sample, window_s: float, counter: str) -> int:
+def increase(
+    samples: list[Sample], now: Sample, window_s: float, counter: Callable[[Sample], int]
+) -> int:
     """How much a counter of the samples grew in (now - window, now]."""
     points = [*sorted([s for s in samples if s.time < now.time], key=lambda s: s.time), now]
     before = at(points, now.time - window_s)
-    return max(0, int(getattr(now, counter)) - int(getattr(before, counter)))
+    return max(0, counter(now) - counter(before))
 
 
 def throughput(samples: list[Sample], now: Sample, window_s: float, buckets: int) -> Throughput:
@@ -111,7 +124,10 @@ def throughput(samples: list[Sample], now: Sample, window_s: float, buckets: int
     start = now.time - window_s
 
     def finished(a: Sample, b: Sample) -> dict[str, int]:
-        return {state: max(0, b.finished(state) - a.finished(state)) for state in FINISHED}
+        return {
+            str(status): max(0, b.finished(status) - a.finished(status))
+            for status in FINISHED_JOB_STATUSES
+        }
 
     width = window_s / buckets
     result = []

@@ -17,7 +17,7 @@ What counts as what:
   (:meth:`OpsView.report_worker`, every ``ops.worker_report_s``);
 - *alerts worth a page*: a queue of the DAG with no live worker, a queue whose oldest wait is
   over ``ops.max_wait_s``, ``ops.blocked_burst`` or more ``source.blocked`` failures within
-  ``ops.blocked_window_s`` (the job store's ``stages.<stage>.errors.source.blocked`` counters
+  ``ops.blocked_window_s`` (the job store's per-stage error counters for ``source.blocked``
   now, against the sample taken at the window's start), a workspace disk under
   ``ops.min_free_disk_gb`` or ``ops.min_free_disk_ratio`` free, Redis unreachable.
 """
@@ -43,7 +43,9 @@ from pipeline.core.job import ErrorInfo, JobStatus, StageStatus
 from pipeline.core.redact import public_text, public_url
 from pipeline.core.settings import Settings
 from pipeline.core.stage import Queue
-from pipeline.engine.distributed.jobstore import REDIS_DOWN, JobRecord, JobStore
+from pipeline.engine.distributed.counters import JobCounter, Stats
+from pipeline.engine.distributed.jobstore import REDIS_DOWN, JobEvent, JobRecord, JobStore
+from pipeline.engine.distributed.keys import RedisKeys
 from pipeline.ops.opshistory import History, Sample, Throughput, increase, throughput
 from pipeline.stages import default_dag
 
@@ -54,8 +56,6 @@ SHOWN_ACTIVE = 50
 EVENTS_SCANNED = 2000
 THROUGHPUT_WINDOW_S = 3600.0
 THROUGHPUT_BUCKETS = 12
-BLOCKED_COUNTER_SUFFIX = f".errors.{ErrorCode.SOURCE_BLOCKED.value}"
-"""The job store counts failed attempts as ``stages.<stage>.errors.<code>``."""
 
 
 class AlertKind(StrEnum):
@@ -79,6 +79,7 @@ class StageLine(BaseModel):
     status: StageStatus
     progress: float
     detail: str = ""
+    reused: bool = False
     worker: str | None = None
     attempts: int = 0
 
@@ -107,7 +108,8 @@ class JobLine(BaseModel):
                 status=s.status,
                 progress=round(s.progress, 1),
                 detail=s.detail,
-                worker=record.rt(name).worker,
+                reused=s.reused,
+                worker=record.stage_runtime(name).worker,
                 attempts=s.attempts,
             )
             for name, s in state.stages.items()
@@ -214,6 +216,7 @@ class OpsView:
         self.ops = settings.ops
         self.store = store or JobStore(settings.cluster)
         self.redis: redis.Redis = self.store.redis
+        self.keys: RedisKeys = self.store.keys
         self.dag = dag or default_dag()
         self.queue_of = {stage.name: stage.queue.value for stage in self.dag}
         self.history = History(
@@ -250,7 +253,7 @@ class OpsView:
             time=now,
             redis=True,
             jobs=self._job_counts(),
-            failures_by_code=failures_by_code(counters),
+            failures_by_code=Stats(counters).failures_by_code(),
             counters=counters,
             queues={q.name: q for q in queues},
             workers=self._workers(live, reports, active),
@@ -259,7 +262,7 @@ class OpsView:
             throughput=throughput(history, current, THROUGHPUT_WINDOW_S, THROUGHPUT_BUCKETS),
             disks=disks,
         )
-        blocked = increase(history, current, self.ops.blocked_window_s, "blocked")
+        blocked = increase(history, current, self.ops.blocked_window_s, _blocked)
         snapshot.alerts = self._alerts(snapshot, blocked)
         return snapshot
 
@@ -282,20 +285,20 @@ class OpsView:
         return float(seconds) + float(micros) / 1_000_000
 
     def _counters(self) -> dict[str, int]:
-        raw: dict[bytes, bytes] = self.redis.hgetall(self.store.key("stats"))  # type: ignore[assignment]
+        raw: dict[bytes, bytes] = self.redis.hgetall(self.keys.stats)  # type: ignore[assignment]
         return {k.decode(): int(v) for k, v in raw.items()}
 
     def _job_counts(self) -> dict[str, int]:
         with self.redis.pipeline(transaction=False) as pipe:
             for status in JobStatus:
-                pipe.zcard(self.store.key("jobs", "status", str(status)))
+                pipe.zcard(self.keys.jobs_by_status(status))
             counts = pipe.execute()
         return {str(status): int(n) for status, n in zip(JobStatus, counts, strict=True)}
 
     def _active(self) -> list[JobRecord]:
         ids: list[str] = []
         for status in ACTIVE:
-            key = self.store.key("jobs", "status", str(status))
+            key = self.keys.jobs_by_status(status)
             ids += [_text(i) for i in self.redis.zrange(key, 0, MAX_ACTIVE - 1)]
         return self.records(ids[:MAX_ACTIVE])
 
@@ -303,7 +306,7 @@ class OpsView:
         found: list[JobRecord] = []
         for start in range(0, len(job_ids), 500):
             chunk = job_ids[start : start + 500]
-            raws = self.redis.mget([self.store.job_key(i) for i in chunk])
+            raws = self.redis.mget([self.keys.job(i) for i in chunk])
             found += [JobRecord.model_validate_json(raw) for raw in raws if raw is not None]
         return found
 
@@ -318,7 +321,7 @@ class OpsView:
                 queue = self.queue_of.get(name)
                 if queue is None:
                     continue
-                runtime = record.rt(name)
+                runtime = record.stage_runtime(name)
                 if state.status is StageStatus.PENDING and runtime.queued_at is not None:
                     waiting.setdefault(queue, []).append(runtime.queued_at)
                 elif state.status is StageStatus.RUNNING:
@@ -347,14 +350,15 @@ class OpsView:
         active: list[JobRecord],
         counters: dict[str, int],
     ) -> Sample:
+        stats = Stats(counters)
         return Sample(
             time=server_now,
             depth={q.name: q.depth for q in queues},
             running=sum(q.running for q in queues),
-            succeeded=counters.get("jobs.succeeded", 0),
-            failed=counters.get("jobs.failed", 0),
-            cancelled=counters.get("jobs.cancelled", 0),
-            blocked=sum(v for k, v in counters.items() if k.endswith(BLOCKED_COUNTER_SUFFIX)),
+            succeeded=stats.jobs(JobCounter.SUCCEEDED),
+            failed=stats.jobs(JobCounter.FAILED),
+            cancelled=stats.jobs(JobCounter.CANCELLED),
+            blocked=stats.attempts_failed_with(ErrorCode.SOURCE_BLOCKED),
         )
 
     def _workers(
@@ -366,7 +370,7 @@ class OpsView:
         running: dict[str, list[RunningStage]] = {}
         for record in active:
             for name, state in record.state.stages.items():
-                worker = record.rt(name).worker
+                worker = record.stage_runtime(name).worker
                 if state.status is StageStatus.RUNNING and worker:
                     running.setdefault(worker, []).append(
                         RunningStage(
@@ -397,12 +401,12 @@ class OpsView:
         latest: dict[str, tuple[datetime, str]] = {}
         upper, scanned = "+", 0
         while scanned < EVENTS_SCANNED and len(latest) < self.ops.failures_shown:
-            entries = self.redis.xrevrange(self.store.key("events"), max=upper, count=250)
+            entries = self.redis.xrevrange(self.keys.events, max=upper, count=250)
             if not entries:
                 break
             for entry_id, fields in entries:
                 data = {_text(k): _text(v) for k, v in (fields or {}).items()}
-                if data.get("type") != "job.failed" or data.get("job") in latest:
+                if data.get("type") != JobEvent.JOB_FAILED or data.get("job") in latest:
                     continue
                 millis = int(_text(entry_id).split("-")[0])
                 moment = datetime.fromtimestamp(millis / 1000, UTC)
@@ -431,9 +435,6 @@ class OpsView:
 
     # -- workers' reports --------------------------------------------------------------------
 
-    def report_key(self, hostname: str) -> str:
-        return self.store.key("ops", "worker", hostname)
-
     def report_worker(self, hostname: str, queues: list[str], concurrency: int | None) -> None:
         """A worker's concurrency and workspace disk, for the views (expires unless renewed)."""
         report: dict[str, Any] = {
@@ -446,13 +447,13 @@ class OpsView:
         if disk is not None:
             report["disk"] = disk.model_dump()
         ttl_ms = int(self.ops.worker_report_s * 3 * 1000)
-        self.redis.set(self.report_key(hostname), json.dumps(report), px=ttl_ms)
+        self.redis.set(self.keys.worker_report(hostname), json.dumps(report), px=ttl_ms)
 
     def withdraw_worker(self, hostname: str) -> None:
-        self.redis.delete(self.report_key(hostname))
+        self.redis.delete(self.keys.worker_report(hostname))
 
     def _reports(self) -> dict[str, dict[str, Any]]:
-        keys = list(self.redis.scan_iter(match=self.report_key("*"), count=500))
+        keys = list(self.redis.scan_iter(match=self.keys.worker_report_pattern, count=500))
         if not keys:
             return {}
         reports = {}
@@ -545,13 +546,8 @@ def local_disk(workspace: str, host: str, *, must_exist: bool = False) -> DiskVi
     return None
 
 
-def failures_by_code(counters: dict[str, int]) -> dict[str, int]:
-    """``errors.<code>`` counters of the job store: stages failed for good, by code."""
-    return {
-        name.removeprefix("errors."): value
-        for name, value in sorted(counters.items())
-        if name.startswith("errors.") and value
-    }
+def _blocked(sample: Sample) -> int:
+    return sample.blocked
 
 
 def _running_first(records: list[JobRecord]) -> list[JobRecord]:

@@ -1,9 +1,10 @@
 """The cluster's metrics in Prometheus' text format (served at ``/metrics`` by the API).
 
 A collector reads Redis at scrape time: the ops snapshot (``pipeline.ops.opsview``: jobs by
-state, queues, workers, alerts), the job store's counters (``<prefix>:stats``) and the
-workers' measurements (``pipeline.ops.metrics``). Nothing is kept per process, so any API replica
-answers for the whole cluster. Every metric is prefixed ``recast_``; docs/ops.md lists them
+state, queues, workers, alerts), the job store's ``stats`` counters (read by name through
+``pipeline.engine.distributed.counters``) and the workers' measurements
+(``pipeline.ops.metrics``). Nothing is kept per process, so any API replica answers for the
+whole cluster. Every metric is prefixed ``recast_``; docs/ops.md lists them
 and config/grafana-dashboard.json charts them.
 """
 
@@ -20,19 +21,18 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from pipeline.ops.metrics import (
-    DOWNLOADED_BYTES,
-    STAGE_SECONDS,
-    TRANSCODE_SPEED,
-    MetricsRecorder,
-    media_seconds_key,
-    wall_seconds_key,
+from pipeline.engine.distributed.counters import (
+    FINISHED_JOB_STATUSES,
+    HistogramName,
+    JobCounter,
+    Measure,
+    Stats,
+    job_finished,
 )
+from pipeline.ops.metrics import MetricsRecorder
 from pipeline.ops.opsview import AlertKind, OpsView, Snapshot
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-
-FINISHED_STATES = ("succeeded", "failed", "cancelled")
 
 
 class ClusterCollector(Collector):
@@ -56,12 +56,12 @@ class ClusterCollector(Collector):
     def _measurements(self) -> Iterator[Metric]:
         for name, metric, doc in (
             (
-                STAGE_SECONDS,
+                HistogramName.STAGE_SECONDS,
                 "recast_stage_duration_seconds",
                 "Wall time of finished stage runs (scheduling excluded), by stage.",
             ),
             (
-                TRANSCODE_SPEED,
+                HistogramName.TRANSCODE_SPEED,
                 "recast_transcode_speed_ratio",
                 "Media seconds per wall second of the stages on the transcode queue.",
             ),
@@ -70,15 +70,14 @@ class ClusterCollector(Collector):
             for stage, histogram in self.recorder.histograms(name).items():
                 family.add_metric([stage], histogram.buckets, histogram.sum)
             yield family
-        counters = self.recorder.counters()
+        totals = self.recorder.totals()
         downloaded = CounterMetricFamily(
             "recast_downloaded_bytes", "Bytes ingest fetched from sources (media, captions)."
         )
-        downloaded.add_metric([], counters.get(DOWNLOADED_BYTES, 0.0))
+        downloaded.add_metric([], totals.of(Measure.DOWNLOADED_BYTES))
         yield downloaded
-        stages = sorted(
-            {k.split("|", 1)[1] for k in counters if k.startswith("transcode_media_seconds|")}
-        )
+        media_seconds = totals.by_stage(Measure.TRANSCODE_MEDIA_SECONDS)
+        wall_seconds = totals.by_stage(Measure.TRANSCODE_WALL_SECONDS)
         media = CounterMetricFamily(
             "recast_transcode_media_seconds",
             "Media seconds gone through the stages of the transcode queue.",
@@ -89,9 +88,9 @@ class ClusterCollector(Collector):
             "Wall seconds those stages took (rate(media)/rate(wall) is the speed).",
             labels=["stage"],
         )
-        for stage in stages:
-            media.add_metric([stage], counters.get(media_seconds_key(stage), 0.0))
-            wall.add_metric([stage], counters.get(wall_seconds_key(stage), 0.0))
+        for stage, seconds in media_seconds.items():
+            media.add_metric([stage], seconds)
+            wall.add_metric([stage], wall_seconds.get(stage, 0.0))
         yield media
         yield wall
 
@@ -106,53 +105,60 @@ def _alerts(snapshot: Snapshot) -> Iterator[Metric]:
 
 
 def _jobs(snapshot: Snapshot) -> Iterator[Metric]:
-    counters = snapshot.counters
+    stats = Stats(snapshot.counters)
     jobs = GaugeMetricFamily("recast_jobs", "Jobs by state.", labels=["state"])
     for state, count in snapshot.jobs.items():
         jobs.add_metric([state], float(count))
     yield jobs
     submitted = CounterMetricFamily("recast_jobs_submitted", "Jobs created.")
-    submitted.add_metric([], float(counters.get("jobs.submitted", 0)))
+    submitted.add_metric([], float(stats.jobs(JobCounter.SUBMITTED)))
     yield submitted
     finished = CounterMetricFamily(
         "recast_jobs_finished", "Jobs that ended, by how (a retried job may end twice).",
         labels=["state"],
     )  # fmt: skip
-    for state in FINISHED_STATES:
-        finished.add_metric([state], float(counters.get(f"jobs.{state}", 0)))
+    for status in FINISHED_JOB_STATUSES:
+        finished.add_metric([str(status)], float(stats.jobs(job_finished(status))))
     yield finished
     retried = CounterMetricFamily("recast_jobs_retried", "Retries asked for.")
-    retried.add_metric([], float(counters.get("jobs.retried", 0)))
+    retried.add_metric([], float(stats.jobs(JobCounter.RETRIED)))
     yield retried
     failures = CounterMetricFamily(
         "recast_failures", "Stages failed for good, by error code.", labels=["code"]
     )
-    for code, count in snapshot.failures_by_code.items():
+    for code, count in stats.failures_by_code().items():
         failures.add_metric([code], float(count))
     yield failures
 
 
 def _stages(snapshot: Snapshot) -> Iterator[Metric]:
+    stats = Stats(snapshot.counters)
     completions = CounterMetricFamily(
         "recast_stage_completions", "Stage runs that did their work, by stage.", labels=["stage"]
     )
+    for stage, value in stats.stage_completions().items():
+        completions.add_metric([stage], float(value))
+    yield completions
+    reused = CounterMetricFamily(
+        "recast_stage_reuses",
+        "Stage runs that found their outputs of an earlier run in place (no work), by stage.",
+        labels=["stage"],
+    )
+    for stage, value in stats.stage_reuses().items():
+        reused.add_metric([stage], float(value))
+    yield reused
     errors = CounterMetricFamily(
         "recast_stage_errors",
         "Failed stage attempts (retried or not), by stage and error code.",
         labels=["stage", "code"],
     )
-    for name, value in sorted(snapshot.counters.items()):
-        parts = name.split(".", 2)
-        if len(parts) == 3 and parts[0] == "stages" and parts[2] == "completed":
-            completions.add_metric([parts[1]], float(value))
-        elif len(parts) == 3 and parts[0] == "stages" and parts[2].startswith("errors."):
-            errors.add_metric([parts[1], parts[2].removeprefix("errors.")], float(value))
-    yield completions
+    for (stage, code), value in stats.stage_errors().items():
+        errors.add_metric([stage, code], float(value))
     yield errors
     lost = CounterMetricFamily(
         "recast_stages_worker_lost", "Stage runs that died with their worker (reaped)."
     )
-    lost.add_metric([], float(snapshot.counters.get("stages.worker_lost", 0)))
+    lost.add_metric([], float(stats.worker_lost()))
     yield lost
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import jsonschema
 
+from pipeline.core import languages
 from pipeline.core.card import (
     CaptionTrack,
     Card,
@@ -47,21 +48,6 @@ from pipeline.storage import Storage
 from pipeline.tools.images import image_size, placeholder
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "card.schema.json"
-LANGUAGE_NAMES = {
-    "ar": "العربية",
-    "de": "Deutsch",
-    "en": "English",
-    "es": "Español",
-    "fr": "Français",
-    "it": "Italiano",
-    "ja": "日本語",
-    "nl": "Nederlands",
-    "pl": "Polski",
-    "pt": "Português",
-    "ru": "Русский",
-    "uk": "Українська",
-    "zh": "中文",
-}
 
 
 @dataclass(frozen=True)
@@ -234,18 +220,12 @@ def _poster(ctx: _Context, title: str, items: list[tuple[StageOutput, OutputAsse
     )
 
 
-def _fallback_poster(
-    ctx: _Context, meta: SourceInfo, ingest_dir: Path, work: Path
-) -> Poster | None:
+def _fallback_poster(ctx: _Context, meta: SourceInfo, thumbnail: Path, work: Path) -> Poster:
     """The poster made from the source's thumbnail (as the preview card has it)."""
-    if not meta.thumbnail_file or not (ingest_dir / meta.thumbnail_file).is_file():
-        return None
     from pipeline.publish.preview import poster_from_thumbnail
 
     work.mkdir(parents=True, exist_ok=True)
-    poster, uploads = poster_from_thumbnail(
-        ctx.storage, ctx.settings, meta, ingest_dir / meta.thumbnail_file, work
-    )
+    poster, uploads = poster_from_thumbnail(ctx.storage, ctx.settings, meta, thumbnail, work)
     for file, key in uploads:
         relative = key.split("/", 1)[1]
         source = next(s for s in poster.sources if s.src.endswith(relative.rsplit("/", 1)[-1]))
@@ -258,8 +238,7 @@ def _fallback_poster(
 def _caption_label(asset: OutputAsset) -> str:
     if asset.label:
         return asset.label
-    lang = asset.lang or "und"
-    name = LANGUAGE_NAMES.get(lang.split("-", 1)[0].lower(), lang)
+    name = languages.label(asset.lang or "und")
     return f"{name} (automatic)" if asset.automatic else name
 
 
@@ -396,14 +375,15 @@ def assemble(
     static: dict[str, StaticFile],
     now: datetime,
     work: Path,
-    ingest_dir: Path | None = None,
+    source_thumbnail: Path | None = None,
 ) -> Publication:
-    """The card of ``status`` and its files, from the finished stages' outputs."""
+    """The card of ``status`` and its files, from the finished stages' outputs; without a
+    poster among them, the poster is made from ``source_thumbnail`` when there is one."""
     card_id = meta.card_id
     ctx = _Context(storage, settings, card_id)
     parts = gather(ctx, meta, outputs, status)
-    if parts.poster is None and ingest_dir is not None:
-        parts.poster = _fallback_poster(ctx, meta, ingest_dir, work)
+    if parts.poster is None and source_thumbnail is not None:
+        parts.poster = _fallback_poster(ctx, meta, source_thumbnail, work)
     card = cardbuilder.build_card(
         meta,
         settings,

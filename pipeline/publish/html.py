@@ -3,14 +3,14 @@
 Both are rendered with Jinja2 from ``pipeline/templates/`` with autoescaping on, so every piece
 of source text (title, description, uploader, transcript) is escaped; the JSON-LD goes in
 through :func:`pipeline.publish.jsonld.script_json`, which makes a ``</script>`` breakout
-impossible. The poster's placeholder is a BlurHash decoded here into a tiny PNG data URI, so
-the snippet shows it without any script.
+impossible. The poster's placeholder is a BlurHash decoded into a tiny PNG
+(:func:`pipeline.tools.images.placeholder_png`) and inlined as a data URI, so the snippet shows
+it without any script.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,6 +23,7 @@ from markupsafe import Markup
 from pipeline.core.card import Card, ImageSource
 from pipeline.publish.jsonld import script_json
 from pipeline.publish.paragraphs import Paragraph
+from pipeline.tools.images import placeholder_png
 
 PLACEHOLDER_WIDTH = 16
 
@@ -71,18 +72,11 @@ def placeholder_data_uri(blurhash_value: str | None, width: int, height: int) ->
     """The BlurHash as a small PNG ``data:`` URI (None when there is none or it is invalid)."""
     if not blurhash_value:
         return None
-    import blurhash
-    from PIL import Image
-
     small_h = max(1, round(PLACEHOLDER_WIDTH * height / max(1, width)))
-    try:
-        pixels = blurhash.decode(blurhash_value, PLACEHOLDER_WIDTH, small_h)
-    except (ValueError, blurhash.BlurhashDecodeError):
+    png = placeholder_png(blurhash_value, PLACEHOLDER_WIDTH, small_h)
+    if png is None:
         return None
-    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _sizes(card: Card) -> str:

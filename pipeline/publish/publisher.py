@@ -21,12 +21,12 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from pipeline.core import readers
 from pipeline.core.card import Card, CardStatus
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.fsutil import atomic_write_json
 from pipeline.core.job import JobState, StageStatus, utcnow
 from pipeline.core.settings import Settings
-from pipeline.core.source import SourceInfo
 from pipeline.core.stage import StageContext, StageResult
 from pipeline.core.workspace import Workspace
 from pipeline.publish import ownership, webhooks, writer
@@ -46,12 +46,6 @@ EVENT_FOR_STATUS = {
 }
 
 Clock = Callable[[], datetime]
-
-
-def _load_info(ingest_dir: Path) -> SourceInfo:
-    from pipeline.stages.ingest import load_info
-
-    return load_info(ingest_dir)
 
 
 def card_event(card: Card, job_id: str) -> webhooks.WebhookEvent:
@@ -94,8 +88,7 @@ def publish_from_stages(
     settings = ctx.settings
     storage = storage or open_storage(settings)
     moment = now or utcnow()
-    ingest_dir = ctx.input_dir("ingest")
-    meta = _load_info(ingest_dir)
+    meta = readers.source_info(ctx)
     work = ctx.out / "work"
     publication = assemble(
         meta=meta,
@@ -107,7 +100,7 @@ def publish_from_stages(
         static=static_files(settings),
         now=moment,
         work=work,
-        ingest_dir=ingest_dir,
+        source_thumbnail=readers.source_thumbnail(ctx),
     )
     ctx.progress(20, f"publishing the {publication.card.status} card")
     outcome = writer.publish(
@@ -152,7 +145,7 @@ class CardPublisher:
             ctx.warn(f"preview card not published: {error}")
 
     def _preview(self, ctx: StageContext) -> None:
-        meta = SourceInfo.model_validate_json((ctx.out / "info.json").read_text("utf-8"))
+        meta = readers.recorded_source_info(ctx)
         work = ctx.out / ".publish-preview"
         now = self.clock()
         # Recorded before the first byte goes out: a preview that fails half-way (a full disk)
@@ -170,7 +163,7 @@ class CardPublisher:
                 static={},
                 now=now,
                 work=work,
-                ingest_dir=ctx.out,
+                source_thumbnail=readers.recorded_thumbnail(ctx, meta),
             )
             outcome = writer.publish(
                 self.storage,

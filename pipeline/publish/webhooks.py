@@ -24,7 +24,7 @@ those checked addresses (:class:`PinnedBackend`), so a DNS answer that changes a
 (DNS rebinding) is never connected to. The Host header, TLS SNI and certificate check keep the
 URL's host name. Redirects are never followed.
 
-A :class:`Dispatcher` thread per process delivers what is due; :func:`deliver_due` does one
+A :class:`WebhookDispatcher` thread per process delivers what is due; :func:`deliver_due` does one
 pass, for a scheduler to call.
 """
 
@@ -345,7 +345,7 @@ class Sender:
         return pinned_client(delivery.url, policy, timeout_s)
 
 
-class Dispatcher:
+class WebhookDispatcher:
     """A thread delivering an outbox: what is due now, then whatever falls due later."""
 
     POLL_S = 5.0
@@ -358,7 +358,7 @@ class Dispatcher:
         self.idle = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="webhooks", daemon=True)
 
-    def start(self) -> Dispatcher:
+    def start(self) -> WebhookDispatcher:
         self.thread.start()
         return self
 
@@ -395,18 +395,18 @@ class Dispatcher:
             self.wake.wait(wait)
 
 
-_dispatchers: dict[Path, Dispatcher] = {}
+_dispatchers: dict[Path, WebhookDispatcher] = {}
 _dispatchers_lock = threading.Lock()
 
 
-def dispatcher(settings: Settings) -> Dispatcher:
+def dispatcher(settings: Settings) -> WebhookDispatcher:
     """This process's dispatcher for the settings' outbox, started on first use (it resumes
     whatever an earlier process left in the outbox)."""
     root = Outbox.for_settings(settings).root
     with _dispatchers_lock:
         running = _dispatchers.get(root)
         if running is None or not running.thread.is_alive():
-            running = Dispatcher(settings).start()
+            running = WebhookDispatcher(settings).start()
             _dispatchers[root] = running
         else:
             running.sender.settings = settings

@@ -79,7 +79,9 @@ def upload_order(item: PlannedFile) -> tuple[int, str]:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class PublishOutcome:
+    """What :func:`publish` did: whether the card was replaced, and the card now in place."""
+
     published: bool
     card: Card
     """The card now in place (the existing one when this one was refused)."""
@@ -95,7 +97,7 @@ def publish(
     now: datetime,
     allowed: Callable[[Card | None, Card], bool] | None = None,
     force: bool = False,
-) -> Outcome:
+) -> PublishOutcome:
     """Publish ``publication`` atomically to readers; see the module's docstring.
 
     Raises ``card.conflict`` when the card in place belongs to another source (unless
@@ -114,11 +116,11 @@ def publish(
                 card.status,
             )
             assert existing is not None
-            return Outcome(False, existing, existing)
+            return PublishOutcome(False, existing, existing)
         uploaded = _write(storage, publication, now)
         _update_events(storage, existing, card, now)
     collect_garbage(storage, settings, card.id, grace_s=settings.publish.gc_grace_s)
-    return Outcome(True, card, existing, uploaded)
+    return PublishOutcome(True, card, existing, uploaded)
 
 
 def not_worse(existing: Card | None, new: Card) -> bool:

@@ -13,7 +13,8 @@
 - classifies every failure into the error taxonomy (:func:`pipeline.tools.ytdlp.classify`).
 
 Outputs, in the stage directory ``ingest/``: ``info.json`` (:class:`SourceInfo`),
-``media.<ext>``, ``captions/<lang>.<ext>``, ``thumbnail.jpg``.
+``media.<ext>``, ``captions/<lang>.<ext>``, ``thumbnail.jpg`` (names in
+:mod:`pipeline.core.readers`, whose readers the other stages read them with).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.fsutil import atomic_write_json
+from pipeline.core.readers import CAPTIONS_DIR, INFO_FILE, INGEST, THUMBNAIL_FILE
 from pipeline.core.settings import IngestSettings, Settings
 from pipeline.core.source import Chapter, SourceInfo, SubtitleTrack
 from pipeline.core.stage import Queue, Stage, StageContext, StageResult
@@ -41,9 +43,6 @@ from pipeline.tools.ytdlp import (
     ytdlp_options,
 )
 
-INFO_FILE = "info.json"
-THUMBNAIL_FILE = "thumbnail.jpg"
-CAPTIONS_DIR = "captions"
 NOT_YET_AVAILABLE = frozenset({"is_live", "is_upcoming", "post_live"})
 MB = 1024 * 1024
 
@@ -434,9 +433,4 @@ def run(ctx: StageContext) -> StageResult:
     )
 
 
-def load_info(stage_dir: Path) -> SourceInfo:
-    """The ingest stage's :class:`SourceInfo` from its directory (or a partial one)."""
-    return SourceInfo.model_validate_json((stage_dir / INFO_FILE).read_text(encoding="utf-8"))
-
-
-STAGE = Stage(name="ingest", queue=Queue.INGEST, run=run, time_limit_factor=2.0)
+STAGE = Stage(name=INGEST, queue=Queue.INGEST, run=run, time_limit_factor=2.0)

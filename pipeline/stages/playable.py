@@ -16,10 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline.core import readers
+from pipeline.core.mediainfo import MediaInfo
 from pipeline.core.settings import MediaSettings
 from pipeline.core.stage import AssetRole, OutputAsset, Queue, Stage, StageContext, StageResult
 from pipeline.media import hls
-from pipeline.stages.probe import MediaInfo, load_media, source_media
 from pipeline.tools import ffmpeg_tools
 from pipeline.tools.ffmpeg_tools import Graph, Output
 
@@ -121,13 +122,15 @@ def copy_to_hls(
 
 
 def run(ctx: StageContext) -> StageResult:
-    media = load_media(ctx.input_dir("probe"))
+    media = readers.media_info(ctx)
     reason = why_not_playable(media)
     if reason is not None:
         return StageResult.skipped(reason)
     ctx.progress(5, "copying the source into HLS")
-    assets = copy_to_hls(source_media(ctx), media, ctx.out, ctx.settings.media, ctx)
+    assets = copy_to_hls(readers.source_media(ctx), media, ctx.out, ctx.settings.media, ctx)
     return StageResult.done(ctx.out, detail="stream copy", assets=assets, provisional=True)
 
 
-STAGE = Stage(name="playable", queue=Queue.TRANSCODE, run=run, requires=("probe",))
+STAGE = Stage(
+    name="playable", queue=Queue.TRANSCODE, run=run, requires=(readers.INGEST, readers.PROBE)
+)

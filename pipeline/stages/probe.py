@@ -1,4 +1,5 @@
-"""The probe stage: what the downloaded media is, as a typed :class:`MediaInfo`.
+"""The probe stage: what the downloaded media is, as a typed
+:class:`~pipeline.core.mediainfo.MediaInfo`.
 
 ffprobe's JSON becomes a description the other media stages decide by: container, duration,
 bit rate, the video stream (codec, coded size, sample aspect ratio, rotation from the display
@@ -27,141 +28,23 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
+from pipeline.core import readers
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.fsutil import atomic_write_json
+from pipeline.core.mediainfo import (
+    AudioInfo,
+    MediaInfo,
+    SubtitleInfo,
+    VideoInfo,
+    aspect_ratio,
+    positive_fraction,
+)
 from pipeline.core.stage import Queue, Stage, StageContext, StageResult
-from pipeline.stages.ingest import load_info
 from pipeline.tools import ffmpeg_tools
 
-MEDIA_FILE = "media.json"
-HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
 INTERLACED_ORDERS = frozenset({"tt", "bb", "tb", "bt"})
 STILL_IMAGE_FORMATS = frozenset({"image2", "webp", "tiff"})
 """Containers of still images (besides the ``*_pipe`` image demuxers): not recordings."""
-
-
-class VideoInfo(BaseModel):
-    index: int
-    """The stream's index in the file."""
-    codec: str
-    profile: str = ""
-    width: int
-    """Width of the frames as stored (before the pixel aspect ratio and rotation)."""
-    height: int
-    coded_width: int = 0
-    """The size the decoder works at, as ffprobe reports it (larger than the stored size when
-    a crop applies); 0 when not reported."""
-    coded_height: int = 0
-    sar: str = "1:1"
-    """Sample (pixel) aspect ratio."""
-    rotation: int = 0
-    """Display-matrix rotation in degrees (0, 90, 180 or 270), as ffprobe reports it."""
-    frame_rate: str = "0/1"
-    """Average frame rate as a fraction (``30000/1001``)."""
-    base_frame_rate: str = "0/1"
-    """ffprobe's r_frame_rate: the rate every timestamp fits on (a variable source's maximum)."""
-    variable_frame_rate: bool = False
-    pix_fmt: str = ""
-    bit_depth: int = 8
-    interlaced: bool = False
-    color_transfer: str = ""
-    bit_rate: int | None = None
-
-    @property
-    def pixels(self) -> int:
-        """Pixels of one decoded frame: the coded size, else the stored size."""
-        return max(self.width * self.height, self.coded_width * self.coded_height)
-
-    @property
-    def fps(self) -> float:
-        return float(_fraction(self.frame_rate) or 0)
-
-    @property
-    def sample_aspect(self) -> Fraction:
-        return _ratio(self.sar) or Fraction(1)
-
-    @property
-    def hdr(self) -> bool:
-        return self.color_transfer in HDR_TRANSFERS
-
-    @property
-    def display_size(self) -> tuple[int, int]:
-        """Width and height as shown: pixel aspect applied, then rotation."""
-        width = round(self.width * self.sample_aspect)
-        height = self.height
-        if self.rotation % 180 == 90:
-            width, height = height, width
-        return max(1, width), max(1, height)
-
-    @property
-    def display_aspect(self) -> str:
-        width, height = self.display_size
-        ratio = Fraction(width, height)
-        return f"{ratio.numerator}:{ratio.denominator}"
-
-
-class AudioInfo(BaseModel):
-    index: int
-    codec: str
-    profile: str = ""
-    channels: int = 0
-    channel_layout: str = ""
-    sample_rate: int = 0
-    bit_rate: int | None = None
-
-
-class SubtitleInfo(BaseModel):
-    index: int
-    codec: str
-    language: str = ""
-
-
-class MediaInfo(BaseModel):
-    """The media file, as the transcode and thumbnails stages need to know it."""
-
-    container: str
-    duration: float
-    bit_rate: int | None = None
-    size: int = 0
-    video: VideoInfo | None = None
-    audio: AudioInfo | None = None
-    audio_streams: int = 0
-    subtitles: list[SubtitleInfo] = Field(default_factory=list)
-
-    @property
-    def has_video(self) -> bool:
-        return self.video is not None
-
-    @property
-    def has_audio(self) -> bool:
-        return self.audio is not None
-
-    @property
-    def summary(self) -> str:
-        parts = [f"{self.duration:.1f} s {self.container}"]
-        if self.video is not None:
-            width, height = self.video.display_size
-            parts.append(f"{self.video.codec} {width}x{height} @{self.video.fps:.3g}")
-        if self.audio is not None:
-            parts.append(f"{self.audio.codec} {self.audio.channels}ch")
-        return ", ".join(parts)
-
-
-def _fraction(value: Any) -> Fraction | None:
-    try:
-        result = Fraction(str(value))
-    except (ValueError, ZeroDivisionError):
-        return None
-    return result if result > 0 else None
-
-
-def _ratio(value: Any) -> Fraction | None:
-    match = re.fullmatch(r"(\d+):(\d+)", str(value or ""))
-    if not match or int(match.group(1)) == 0 or int(match.group(2)) == 0:
-        return None
-    return Fraction(int(match.group(1)), int(match.group(2)))
 
 
 def _int(value: Any) -> int | None:
@@ -188,8 +71,8 @@ def _bit_depth(stream: dict[str, Any]) -> int:
 
 
 def _video(stream: dict[str, Any]) -> VideoInfo:
-    average = _fraction(stream.get("avg_frame_rate"))
-    real = _fraction(stream.get("r_frame_rate"))
+    average = positive_fraction(stream.get("avg_frame_rate"))
+    real = positive_fraction(stream.get("r_frame_rate"))
     rate = average or real or Fraction(25)
     variable = bool(average and real and abs(real - average) / average > Fraction(1, 100))
     return VideoInfo(
@@ -201,7 +84,7 @@ def _video(stream: dict[str, Any]) -> VideoInfo:
         coded_width=_int(stream.get("coded_width")) or 0,
         coded_height=_int(stream.get("coded_height")) or 0,
         sar=str(stream["sample_aspect_ratio"])
-        if _ratio(stream.get("sample_aspect_ratio"))
+        if aspect_ratio(stream.get("sample_aspect_ratio"))
         else "1:1",
         rotation=_rotation(stream),
         frame_rate=f"{rate.numerator}/{rate.denominator}",
@@ -311,24 +194,10 @@ def probe_file(path: Path, max_pixels: int = ffmpeg_tools.DEFAULT_MAX_PIXELS) ->
     return media
 
 
-def source_media(ctx: StageContext) -> Path:
-    """The media file the ingest stage downloaded."""
-    ingest_dir = ctx.input_dir("ingest")
-    info = load_info(ingest_dir)
-    if not info.media_file or not (ingest_dir / info.media_file).is_file():
-        raise RecastError(ErrorCode.MEDIA_INVALID, "The ingest stage left no media file.")
-    return ingest_dir / info.media_file
-
-
-def load_media(stage_dir: Path) -> MediaInfo:
-    """The probe stage's :class:`MediaInfo` from its directory."""
-    return MediaInfo.model_validate_json((stage_dir / MEDIA_FILE).read_text(encoding="utf-8"))
-
-
 def run(ctx: StageContext) -> StageResult:
     ctx.progress(1, "probing")
-    media = probe_file(source_media(ctx), ctx.settings.media.max_pixels)
-    atomic_write_json(ctx.out / MEDIA_FILE, media.model_dump(mode="json"))
+    media = probe_file(readers.source_media(ctx), ctx.settings.media.max_pixels)
+    atomic_write_json(ctx.out / readers.MEDIA_INFO_FILE, media.model_dump(mode="json"))
     return StageResult.done(
         ctx.out,
         detail=media.summary,
@@ -338,4 +207,4 @@ def run(ctx: StageContext) -> StageResult:
     )
 
 
-STAGE = Stage(name="probe", queue=Queue.MEDIA, run=run, requires=("ingest",))
+STAGE = Stage(name=readers.PROBE, queue=Queue.MEDIA, run=run, requires=(readers.INGEST,))

@@ -13,6 +13,7 @@ Both write the card, card.html, watch.html, oembed.json, manifest.json and the e
 
 from __future__ import annotations
 
+from pipeline.core import readers
 from pipeline.core.card import CardStatus
 from pipeline.core.job import StageStatus
 from pipeline.core.stage import AssetRole, Queue, Stage, StageContext, StageResult
@@ -39,13 +40,13 @@ PUBLISH_PLAYABLE = Stage(
     name="publish_playable",
     queue=Queue.PUBLISH,
     run=run_publish_playable,
-    requires=("ingest", *PLAYABLE_INPUTS),
+    requires=(readers.INGEST, *PLAYABLE_INPUTS),
 )
 
 PUBLISH = Stage(
     name="publish",
     queue=Queue.PUBLISH,
     run=run_publish,
-    requires=("ingest", *READY_INPUTS, "publish_playable"),
+    requires=(readers.INGEST, *READY_INPUTS, "publish_playable"),
 )
 """Requires ``publish_playable`` too, so the playable card can never land after the ready one."""

@@ -32,17 +32,23 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 
+from pipeline.core import readers
+from pipeline.core.mediainfo import MediaInfo
 from pipeline.core.settings import MediaSettings, ThumbnailSettings
 from pipeline.core.stage import AssetRole, OutputAsset, Queue, Stage, StageContext, StageResult
 from pipeline.media import storyboard
 from pipeline.media.ladder import source_filters
-from pipeline.stages.ingest import load_info
-from pipeline.stages.probe import MediaInfo, load_media, source_media
 from pipeline.tools import ffmpeg_tools
 from pipeline.tools.ffmpeg_tools import Filter, Graph, Output
-from pipeline.tools.images import placeholder
+from pipeline.tools.images import (
+    Variant,
+    flatten,
+    grayscale,
+    image_size,
+    placeholder,
+    write_variants,
+)
 
 THUMBS_DIR = "thumbs"
 WORK_DIR = ".work"
@@ -67,15 +73,8 @@ class Candidate:
 # -- scoring -------------------------------------------------------------------------------
 
 
-def _gray(path: Path) -> NDArray[np.float64]:
-    with Image.open(path) as image:
-        small = image.convert("L")
-        small.thumbnail((SCORE_WIDTH, SCORE_WIDTH * 4))
-        return np.asarray(small, dtype=np.float64)
-
-
 def measure(candidate: Candidate) -> None:
-    pixels = _gray(candidate.path)
+    pixels = grayscale(candidate.path, SCORE_WIDTH)
     candidate.brightness = float(pixels.mean())
     candidate.contrast = float(pixels.std())
     laplacian = (
@@ -272,20 +271,11 @@ def waveform(
         cancel_event=ctx.cancel_event if ctx is not None else None,
         what="drawing the waveform",
     )
-    with Image.open(raw) as drawn:
-        background = Image.new("RGBA", drawn.size, (*WAVEFORM_BACKGROUND, 255))
-        Image.alpha_composite(background, drawn.convert("RGBA")).convert("RGB").save(target)
+    flatten(raw, target, WAVEFORM_BACKGROUND)
     raw.unlink()
 
 
 # -- posters ------------------------------------------------------------------------------
-
-
-def _save(image: Image.Image, target: Path, thumbs: ThumbnailSettings) -> None:
-    if target.suffix == ".webp":
-        image.save(target, "WEBP", quality=thumbs.webp_quality, method=4)
-    else:
-        image.save(target, "JPEG", quality=thumbs.jpeg_quality, optimize=True, progressive=True)
 
 
 def square_box(pixels: NDArray[np.float64]) -> tuple[float, float]:
@@ -316,21 +306,16 @@ def write_posters(
     """Poster sizes (JPEG and WebP), the square crop, and the BlurHash of the poster (also in
     each poster asset's ``extra["placeholder"]``)."""
     assets: list[OutputAsset] = []
+    variants: list[Variant] = []
     extra: dict[str, Any] = {} if time is None else {"time": round(time, 3)}
-    with Image.open(frame) as opened:
-        image = opened.convert("RGB")
-    widths = sorted({w for w in thumbs.poster_widths if w <= image.width}, reverse=True)
-    widths = widths or [image.width - image.width % 2]
+    frame_width, frame_height = image_size(frame)
+    widths = sorted({w for w in thumbs.poster_widths if w <= frame_width}, reverse=True)
+    widths = widths or [frame_width - frame_width % 2]
     for width in widths:
-        height = max(2, round(image.height * width / image.width))
-        sized = (
-            image
-            if width == image.width
-            else image.resize((width, height), Image.Resampling.LANCZOS)
-        )
+        height = max(2, round(frame_height * width / frame_width))
         for ext, kind in (("jpg", "image/jpeg"), ("webp", "image/webp")):
             target = out / f"poster-{width}.{ext}"
-            _save(sized, target, thumbs)
+            variants.append(Variant(target, (width, height)))
             key = f"{THUMBS_DIR}/{target.name}"
             assets.append(
                 _thumb_asset(
@@ -341,14 +326,16 @@ def write_posters(
                     extra={"type": kind, **extra},
                 )
             )
-    side = min(image.width, image.height)
-    fx, fy = square_box(_gray(frame))
-    left, top = round(fx * image.width), round(fy * image.height)
-    left, top = min(left, image.width - side), min(top, image.height - side)
-    square = image.crop((left, top, left + side, top + side))
+    side = min(frame_width, frame_height)
+    fx, fy = square_box(grayscale(frame, SCORE_WIDTH))
+    left, top = round(fx * frame_width), round(fy * frame_height)
+    left, top = min(left, frame_width - side), min(top, frame_height - side)
     size = min(side, thumbs.square_size)
-    square = square.resize((size, size), Image.Resampling.LANCZOS) if size != side else square
-    _save(square, out / "poster-square.jpg", thumbs)
+    square = (left, top, left + side, top + side)
+    variants.append(Variant(out / "poster-square.jpg", (size, size), square))
+    write_variants(
+        frame, variants, jpeg_quality=thumbs.jpeg_quality, webp_quality=thumbs.webp_quality
+    )
     key = f"{THUMBS_DIR}/poster-square.jpg"
     assets.append(
         _thumb_asset(
@@ -480,15 +467,19 @@ def make_thumbnails(
 
 
 def run(ctx: StageContext) -> StageResult:
-    media = load_media(ctx.input_dir("probe"))
-    info = load_info(ctx.input_dir("ingest"))
-    thumbnail = ctx.input_dir("ingest") / info.thumbnail_file if info.thumbnail_file else None
     assets, data = make_thumbnails(
-        source_media(ctx), media, ctx.out, ctx.settings.media, ctx, thumbnail
+        readers.source_media(ctx),
+        readers.media_info(ctx),
+        ctx.out,
+        ctx.settings.media,
+        ctx,
+        readers.source_thumbnail(ctx),
     )
     return StageResult.done(
         ctx.out, detail=f"{len(assets)} images and clips", assets=assets, **data
     )
 
 
-STAGE = Stage(name="thumbnails", queue=Queue.MEDIA, run=run, requires=("probe",))
+STAGE = Stage(
+    name="thumbnails", queue=Queue.MEDIA, run=run, requires=(readers.INGEST, readers.PROBE)
+)

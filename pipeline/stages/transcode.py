@@ -34,12 +34,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from pipeline.core import readers
 from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.mediainfo import MediaInfo
 from pipeline.core.settings import MediaSettings
 from pipeline.core.stage import AssetRole, OutputAsset, Queue, Stage, StageContext, StageResult
 from pipeline.media import hls
 from pipeline.media.ladder import Rendition, choose_ladder, progressive_rendition, source_filters
-from pipeline.stages.probe import MediaInfo, load_media, source_media
 from pipeline.tools import ffmpeg_tools
 from pipeline.tools.ffmpeg_tools import Filter, Graph, Output
 
@@ -471,12 +472,16 @@ def transcode(
 
 
 def run(ctx: StageContext) -> StageResult:
-    media = load_media(ctx.input_dir("probe"))
-    assets, data = transcode(source_media(ctx), media, ctx.out, ctx.settings.media, ctx)
+    media = readers.media_info(ctx)
+    assets, data = transcode(readers.source_media(ctx), media, ctx.out, ctx.settings.media, ctx)
     names = ", ".join(data["renditions"]) or "audio only"
     return StageResult.done(ctx.out, detail=names, assets=assets, **data)
 
 
 STAGE = Stage(
-    name="transcode", queue=Queue.TRANSCODE, run=run, requires=("probe",), time_limit_factor=10.0
+    name="transcode",
+    queue=Queue.TRANSCODE,
+    run=run,
+    requires=(readers.INGEST, readers.PROBE),
+    time_limit_factor=10.0,
 )

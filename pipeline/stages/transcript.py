@@ -39,19 +39,17 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core import languages
+from pipeline.core import languages, readers
 from pipeline.core.errors import ErrorCode, RecastError
-from pipeline.core.job import StageStatus
 from pipeline.core.source import SourceInfo, SubtitleTrack
 from pipeline.core.stage import Queue, Stage, StageContext, StageResult
 from pipeline.core.timedtext import TranscriptSegment
 from pipeline.media.captions import CaptionError, SourceCaptions, caption_words, parse_caption_file
 from pipeline.media.subtitles import build_cues
-from pipeline.stages.ingest import load_info
 from pipeline.stages.transcript_outputs import (
     LanguageSource,
-    Outcome,
     Track,
+    TranscriptOutcome,
     finish,
     rules,
     segments_from_cues,
@@ -107,9 +105,8 @@ def _caption_cap(ctx: StageContext) -> int:
     return int(ctx.settings.ingest.max_caption_mb * 1024 * 1024)
 
 
-def _parse_track(ingest_dir: Path, track: SubtitleTrack, max_bytes: int) -> SourceCaptions:
-    assert track.file is not None
-    parsed = parse_caption_file(ingest_dir / track.file, max_bytes)
+def _parse_track(ctx: StageContext, track: SubtitleTrack) -> SourceCaptions:
+    parsed = parse_caption_file(readers.caption_file(ctx, track), _caption_cap(ctx))
     if not any(not w.noise for w in caption_words(parsed)):
         raise CaptionError("no spoken words in it")
     return parsed
@@ -117,23 +114,22 @@ def _parse_track(ingest_dir: Path, track: SubtitleTrack, max_bytes: int) -> Sour
 
 def from_captions(
     ctx: StageContext, ranked: list[SubtitleTrack], wanted: str | None
-) -> Outcome | None:
+) -> TranscriptOutcome | None:
     """An outcome from the best usable caption track, or None when there is none. When the
     spoken language is given, only tracks in it can be the transcript (others are
     translations)."""
-    ingest_dir = ctx.input_dir("ingest")
     for track in ranked:
         if wanted is not None and not _same_language(track.lang, wanted):
             continue
         try:
-            parsed = _parse_track(ingest_dir, track, _caption_cap(ctx))
+            parsed = _parse_track(ctx, track)
         except CaptionError as error:
             ctx.warn(f"Source captions {track.file} are unusable ({error}); passed over.")
             continue
         lang = languages.normalise(track.lang) or UNDETERMINED
         automatic = track.automatic or parsed.rolling
         cues = build_cues(caption_words(parsed), rules(ctx.settings.transcript))
-        return Outcome(
+        return TranscriptOutcome(
             engine="captions",
             language=lang,
             language_source="captions",
@@ -146,10 +142,11 @@ def from_captions(
     return None
 
 
-def other_tracks(ctx: StageContext, ranked: list[SubtitleTrack], outcome: Outcome) -> list[Track]:
+def other_tracks(
+    ctx: StageContext, ranked: list[SubtitleTrack], outcome: TranscriptOutcome
+) -> list[Track]:
     """The source's human caption tracks in languages other than the transcript's, published as
     subtitles beside it (automatic ones in other languages are machine translations: left)."""
-    ingest_dir = ctx.input_dir("ingest")
     seen = {languages.base(t.lang) for t in outcome.tracks}
     if outcome.language:
         seen.add(languages.base(outcome.language))
@@ -160,7 +157,7 @@ def other_tracks(ctx: StageContext, ranked: list[SubtitleTrack], outcome: Outcom
         if languages.base(track.lang) in seen:
             continue
         try:
-            parsed = _parse_track(ingest_dir, track, _caption_cap(ctx))
+            parsed = _parse_track(ctx, track)
         except CaptionError as error:
             ctx.warn(f"Source captions {track.file} are unusable ({error}); not published.")
             continue
@@ -172,27 +169,6 @@ def other_tracks(ctx: StageContext, ranked: list[SubtitleTrack], outcome: Outcom
 
 
 # -- speech recognition --------------------------------------------------------------------------
-
-
-def _media(ctx: StageContext, info: SourceInfo) -> Path:
-    ingest_dir = ctx.input_dir("ingest")
-    if not info.media_file or not (ingest_dir / info.media_file).is_file():
-        raise RecastError(ErrorCode.MEDIA_INVALID, "The ingest stage left no media file.")
-    return ingest_dir / info.media_file
-
-
-def audio_facts(ctx: StageContext, media: Path) -> tuple[bool, float]:
-    """Whether the media has an audio stream, and its duration: from the probe stage when it
-    ran, else from ffprobe."""
-    result = ctx.input_result("probe")
-    if result is not None and result.status is StageStatus.DONE:
-        from pipeline.stages.probe import load_media
-
-        described = load_media(ctx.input_dir("probe"))
-        return described.has_audio, described.duration
-    data = ffmpeg_tools.probe(media)
-    has_audio = any(s.get("codec_type") == "audio" for s in data.get("streams", []))
-    return has_audio, ffmpeg_tools.media_duration(data) or 0.0
 
 
 def read_speech_wav(path: Path) -> np.ndarray[Any, np.dtype[np.float32]]:
@@ -213,7 +189,7 @@ def read_speech_wav(path: Path) -> np.ndarray[Any, np.dtype[np.float32]]:
 
 def from_speech(
     ctx: StageContext, media: Path, duration: float, wanted: str | None, source: LanguageSource
-) -> Outcome:
+) -> TranscriptOutcome:
     settings = ctx.settings.transcript
     resolved = resolve_model(settings)
     language = languages.base(wanted) if wanted else None
@@ -259,7 +235,7 @@ def from_speech(
         )
         for index, segment in enumerate(s for s in recognition.segments if not s.noise)
     ]
-    return Outcome(
+    return TranscriptOutcome(
         engine="asr",
         language=lang,
         language_source=source if lang else "none",
@@ -277,7 +253,7 @@ def run(ctx: StageContext) -> StageResult:
     settings = ctx.settings.transcript
     if settings.engine == "none":
         return StageResult.skipped("transcripts are turned off (transcript.engine = none)")
-    info = load_info(ctx.input_dir("ingest"))
+    info = readers.source_info(ctx)
     wanted, source = wanted_language(ctx)
     ranked = ranked_tracks(info, wanted)
     use_captions = settings.engine != "asr" and bool(ranked)
@@ -287,11 +263,11 @@ def run(ctx: StageContext) -> StageResult:
             return StageResult.skipped("the source has no usable captions")
         if use_captions:
             ctx.warn("No usable source captions in the spoken language; recognising speech.")
-        media = _media(ctx, info)
-        has_audio, duration = audio_facts(ctx, media)
-        if not has_audio:
+        described = readers.media_info(ctx)
+        if not described.has_audio:
             return StageResult.skipped("no audio")
-        outcome = from_speech(ctx, media, duration, wanted, source)
+        media = readers.source_media(ctx)
+        outcome = from_speech(ctx, media, described.duration, wanted, source)
     outcome.tracks.extend(other_tracks(ctx, ranked, outcome))
     return finish(ctx, outcome)
 
@@ -300,6 +276,6 @@ STAGE = Stage(
     name="transcript",
     queue=Queue.ASR,
     run=run,
-    requires=("ingest", "probe"),
+    requires=(readers.INGEST, readers.PROBE),
     time_limit_factor=1.0,
 )

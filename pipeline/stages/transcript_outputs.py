@@ -40,7 +40,9 @@ class Track:
 
 
 @dataclass
-class Outcome:
+class TranscriptOutcome:
+    """What the transcript stage found: the transcript's segments and tracks, and how."""
+
     engine: Literal["captions", "asr"]
     language: str | None
     language_source: LanguageSource
@@ -92,7 +94,7 @@ def transcript_word(word: Word, recognised: bool) -> TranscriptWord:
     )
 
 
-def _write_tracks(ctx: StageContext, outcome: Outcome) -> list[OutputAsset]:
+def _write_tracks(ctx: StageContext, outcome: TranscriptOutcome) -> list[OutputAsset]:
     assets: list[OutputAsset] = []
     for track in outcome.tracks:
         if not track.cues:
@@ -115,7 +117,7 @@ def _write_tracks(ctx: StageContext, outcome: Outcome) -> list[OutputAsset]:
     return assets
 
 
-def finish(ctx: StageContext, outcome: Outcome) -> StageResult:
+def finish(ctx: StageContext, outcome: TranscriptOutcome) -> StageResult:
     (ctx.out / CAPTIONS_DIR).mkdir(parents=True, exist_ok=True)
     assets = _write_tracks(ctx, outcome)
     text = transcript_text(outcome.segments)

@@ -135,7 +135,8 @@ class MediaServer:
         self.httpd.lock = threading.Lock()
         self.host = host
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll: shutdown() waits for the loop to notice, 0.5 s per server by default.
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
 
     def __enter__(self) -> MediaServer:
         self.thread.start()

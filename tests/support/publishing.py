@@ -24,8 +24,17 @@ from pipeline.core.fsutil import atomic_write_json
 from pipeline.core.job import JobSpec
 from pipeline.core.settings import Settings
 from pipeline.core.source import Chapter, SourceInfo
-from pipeline.core.stage import AssetRole, OutputAsset, Queue, Stage, StageContext, StageResult
+from pipeline.core.stage import (
+    AssetRole,
+    OutputAsset,
+    Queue,
+    Stage,
+    StageContext,
+    StageFunction,
+    StageResult,
+)
 from pipeline.core.workspace import RESULT_FILE, Workspace
+from pipeline.stages import default_dag
 from pipeline.stages.publish import PUBLISH, PUBLISH_PLAYABLE
 from tests.support.media import make_clip, run_ffmpeg
 
@@ -287,23 +296,45 @@ def _already_done(ctx: StageContext) -> StageResult:
     raise AssertionError(f"{ctx.stage} should have been found finished")
 
 
+def _not_in_this_job(ctx: StageContext) -> StageResult:
+    return StageResult.skipped("not in this test's job")
+
+
+STAND_IN_REQUIRES: dict[str, tuple[str, ...]] = {
+    "ingest": (),
+    "playable": ("ingest",),
+    "transcode": ("ingest",),
+    "thumbnails": ("ingest",),
+    "transcript": ("ingest",),
+}
+"""The stages the publish stages require, as stand-ins (probe left out: nothing reads it here)."""
+
+
 def publish_dag(
-    stages: tuple[str, ...] = ("ingest", "playable", "transcode", "thumbnails", "transcript"),
+    stages: tuple[str, ...] = tuple(STAND_IN_REQUIRES),
+    *,
+    ingest: StageFunction | None = None,
 ) -> Dag:
-    """The DAG with the given stages (already finished in the workspace) and the publish stages."""
-    requires = {
-        "ingest": (),
-        "playable": ("ingest",),
-        "transcode": ("ingest",),
-        "thumbnails": ("ingest",),
-        "transcript": ("ingest",),
-    }
-    finished = [Stage(name, Queue.MEDIA, _already_done, requires[name]) for name in stages]
-    return Dag.of([*finished, PUBLISH_PLAYABLE, PUBLISH])
+    """The publish stages after stand-ins for every stage they require: those named in
+    ``stages`` are found finished in the workspace (``make_job`` laid them out), the others are
+    skipped, as a stage with nothing to do is. ``ingest`` runs instead of its stand-in."""
+    stand_ins = [
+        Stage(
+            name,
+            Queue.MEDIA,
+            _already_done if name in stages else _not_in_this_job,
+            requires,
+        )
+        for name, requires in STAND_IN_REQUIRES.items()
+    ]
+    if ingest is not None:
+        stand_ins[0] = Stage("ingest", Queue.INGEST, ingest)
+    return Dag.of([*stand_ins, PUBLISH_PLAYABLE, PUBLISH])
 
 
 def stage_context(job: Job, settings: Settings, stage: str = "publish") -> StageContext:
-    """A context to run a publish stage directly (its partial directory made fresh)."""
+    """A context to run a publish stage directly (its partial directory made fresh), allowed to
+    read what the stage declares, as the runner allows it."""
     return StageContext(
         job_id=job.spec.job_id,
         stage=stage,
@@ -311,6 +342,7 @@ def stage_context(job: Job, settings: Settings, stage: str = "publish") -> Stage
         settings=settings,
         workspace=job.workspace,
         out=job.workspace.begin_stage(stage),
+        requires=default_dag()[stage].requires,
     )
 
 

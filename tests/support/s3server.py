@@ -47,7 +47,7 @@ class S3Server:
         self.server = make_server(host, 0, app, threaded=True, request_handler=MotoRequestHandler)
         self.host = host
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def endpoint_url(self) -> str:

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.dag import Dag
 from pipeline.core.job import JobSpec, JobState
 from pipeline.core.settings import Settings
 from pipeline.core.stage import StageResult
 from pipeline.core.workspace import Workspace
 from pipeline.engine.local import LocalExecutor
-from pipeline.stages.ingest import STAGE as INGEST
-from pipeline.stages.transcript import STAGE as TRANSCRIPT
+from pipeline.stages import default_dag
 from pipeline.tools.speech_models import install_offline_model
 from tests.conftest import make_settings
 
@@ -70,15 +68,16 @@ def transcript_settings(tmp_path: Path, cache: Path, **transcript: object) -> Se
     return make_settings(tmp_path, transcript={"model_cache_dir": str(cache), **transcript})
 
 
-def run_transcript_job(
-    settings: Settings, source: str, *, with_probe: bool = False, **options: object
-) -> tuple[JobState, Workspace]:
-    """Ingest (and probe) and transcript, for real, with the local executor."""
-    from pipeline.stages.probe import STAGE as PROBE
+TRANSCRIPT_DAG = default_dag().only("ingest", "probe", "transcript")
+"""The transcript stage and the stages it requires."""
 
+
+def run_transcript_job(
+    settings: Settings, source: str, **options: object
+) -> tuple[JobState, Workspace]:
+    """Ingest, probe and transcript, for real, with the local executor."""
     spec = JobSpec(source=source, options=dict(options))
-    stages = [INGEST, PROBE, TRANSCRIPT] if with_probe else [INGEST, TRANSCRIPT]
-    state = LocalExecutor(settings, dag=Dag.of(stages)).run(spec)
+    state = LocalExecutor(settings, dag=TRANSCRIPT_DAG).run(spec)
     return state, Workspace.for_job(settings.storage.workspace, state.id)
 
 

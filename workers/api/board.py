@@ -143,12 +143,10 @@ def board_jobs(
 
 
 def known_events(view: OpsView, limit: int = 200) -> list[str]:
-    prefix = view.store.key("jobs", "event", "")
-    slugs = {
-        (k.decode() if isinstance(k, bytes) else str(k)).removeprefix(prefix)
-        for k in view.redis.scan_iter(match=prefix + "*", count=500)
-    }
-    return sorted(slugs)[:limit]
+    keys = view.store.keys
+    scanned = view.redis.scan_iter(match=keys.jobs_by_event_pattern, count=500)
+    found = (keys.event_of(k) for k in scanned)
+    return sorted({slug for slug in found if slug is not None})[:limit]
 
 
 def page_csp(nonce: str) -> str:

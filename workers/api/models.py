@@ -67,6 +67,8 @@ class StageView(BaseModel):
     status: StageStatus
     progress: float
     detail: str
+    reused: bool = False
+    """Finished without running: the outputs of an earlier run checked out."""
     attempts: int
     started_at: datetime | None
     finished_at: datetime | None
@@ -99,11 +101,12 @@ class JobView(BaseModel):
                 status=stage.status,
                 progress=stage.progress,
                 detail=stage.detail,
+                reused=stage.reused,
                 attempts=stage.attempts,
                 started_at=stage.started_at,
                 finished_at=stage.finished_at,
                 error=ErrorBody.of(error) if error else None,
-                worker=record.rt(name).worker,
+                worker=record.stage_runtime(name).worker,
             )
         progress = (
             sum(s.progress for s in state.stages.values()) / len(state.stages)

@@ -1,9 +1,11 @@
 """The distributed executor's decisions, with no Celery in sight.
 
-The Celery executor (workers/) runs one task per stage; this module decides, from the same DAG
-declaration the local executor runs, which stages are ready, hands them to a
-:class:`Dispatcher` (Celery, in workers/), and carries out what producers ask: submit, cancel,
-retry. Stage states live in the :class:`~pipeline.engine.distributed.jobstore.JobStore`.
+The Celery executor (workers/) runs one task per stage; this module hands ready stages to a
+:class:`StageDispatcher` (Celery, in workers/) and carries out what producers ask: submit,
+cancel, retry. Which stages are ready and what a failure or a cancel does to a job are the
+job state machine's (:mod:`pipeline.engine.jobflow`, the same as the local executor's);
+:func:`carry_out` turns its transitions into effects of the job store transaction that took
+them. Stage states live in the :class:`~pipeline.engine.distributed.jobstore.JobStore`.
 
 Handing a stage to the broker goes through an outbox: the change that makes a stage ready
 also records it in the outbox in the same transaction; the outbox entry is removed only once
@@ -21,26 +23,20 @@ from typing import Protocol
 
 from pipeline.core.dag import Dag
 from pipeline.core.errors import ErrorCode, RecastError
-from pipeline.core.job import (
-    FINISHED_STAGE_STATUSES,
-    ErrorInfo,
-    JobSpec,
-    JobStatus,
-    StageState,
-    StageStatus,
-    utcnow,
-)
+from pipeline.core.job import FINISHED_STAGE_STATUSES, JobSpec, JobStatus, StageStatus, utcnow
 from pipeline.core.settings import Settings
 from pipeline.core.stage import Publisher, Stage
-from pipeline.engine.distributed.jobstore import Effects, JobRecord, JobStore
+from pipeline.engine import jobflow
+from pipeline.engine.distributed import counters
+from pipeline.engine.distributed.counters import JobCounter
+from pipeline.engine.distributed.jobstore import Effects, JobEvent, JobRecord, JobStore
+from pipeline.engine.jobflow import Transition
 from pipeline.stages import default_dag
 
 log = logging.getLogger("recast.coordinator")
 
-ACTIVE_JOB_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 
-
-class Dispatcher(Protocol):
+class StageDispatcher(Protocol):
     """Hands a stage of a job to the workers (Celery in workers/)."""
 
     def send(self, record: JobRecord, stage: Stage, limits: TimeLimits) -> str:
@@ -82,70 +78,55 @@ class JobNotFound(RecastError):
         super().__init__(ErrorCode.REQUEST_NOT_FOUND, f"There is no job {job_id}.")
 
 
-def ready_stages(record: JobRecord, dag: Dag) -> list[str]:
-    """Pending stages whose requirements are all finished."""
-    stages = record.state.stages
-    ready = []
-    for stage in dag:
-        state = stages.get(stage.name)
-        if state is None or state.status is not StageStatus.PENDING:
-            continue
-        if all(stages[r].status in FINISHED_STAGE_STATUSES for r in stage.requires):
-            ready.append(stage.name)
-    return ready
-
-
-def all_finished(record: JobRecord, dag: Dag) -> bool:
-    return all(record.stage(name).status in FINISHED_STAGE_STATUSES for name in dag.names)
+def carry_out(record: JobRecord, transition: Transition, effects: Effects) -> None:
+    """Turn a step of the job state machine (:mod:`pipeline.engine.jobflow`) into effects of
+    the transaction that took it: stages that became ready, and retried ones after their
+    delay, into the outbox; cancelled ones out of it; the stage that failed for good and the
+    job's end into events and counters."""
+    now = utcnow()
+    for name in transition.ready:
+        runtime = record.stage_runtime(name)
+        if runtime.queued_at is None:
+            runtime.queued_at = now
+            effects.dispatch[name] = 0.0
+    for name, delay in transition.retry_in.items():
+        record.stage_runtime(name).queued_at = now
+        effects.dispatch[name] = delay
+    effects.undispatch.extend(transition.cancelled)
+    if transition.failed is not None:
+        error = record.stage(transition.failed).error
+        code = error.code if error is not None else str(ErrorCode.INTERNAL)
+        effects.event(JobEvent.STAGE_FAILED, record, transition.failed, code=code)
+        effects.count(counters.failures(code))
+    status = transition.job_status
+    if status is not None and status in counters.FINISHED_JOB_STATUSES:
+        error = record.state.error
+        extra = {"code": error.code} if status is JobStatus.FAILED and error is not None else {}
+        effects.event(JobEvent.job_ended(status), record, **extra)
+        effects.count(counters.job_finished(status))
 
 
 def schedule_ready(record: JobRecord, dag: Dag, effects: Effects) -> None:
     """Put every ready stage that is not queued yet into the outbox."""
-    for name in ready_stages(record, dag):
-        runtime = record.rt(name)
-        if runtime.queued_at is None:
-            runtime.queued_at = utcnow()
-            effects.dispatch[name] = 0.0
+    carry_out(record, Transition(ready=jobflow.ready(record.state, dag)), effects)
 
 
-def stage_failed(
-    record: JobRecord, dag: Dag, effects: Effects, stage: str, error: ErrorInfo
+def follow_up(
+    store: JobStore, publisher: Publisher | None, record: JobRecord | None, transition: Transition
 ) -> None:
-    """A stage failed for good: the job's error is set and the stages that depend on it are
-    cancelled. Branches that do not depend on it go on (their work is kept for a retry);
-    :func:`settle` fails the job once nothing else can run."""
-    state = record.stage(stage)
-    state.status = StageStatus.FAILED
-    state.error = error
-    state.finished_at = utcnow()
-    if record.state.error is None:
-        record.state.error = error
-    for name in dag.dependents(stage):
-        dependent = record.stage(name)
-        if dependent.status is StageStatus.PENDING:
-            dependent.status = StageStatus.CANCELLED
-            effects.undispatch.append(name)
-    effects.event("stage.failed", record, stage, code=error.code)
-    effects.count(f"errors.{error.code}")
-
-
-def settle(record: JobRecord, dag: Dag, effects: Effects) -> bool:
-    """Fail a job that has an error once no stage runs and none is ready; True if now."""
-    if record.state.error is None or record.state.status not in ACTIVE_JOB_STATUSES:
-        return False
-    if any(s.status is StageStatus.RUNNING for s in record.state.stages.values()):
-        return False
-    if ready_stages(record, dag):
-        return False
-    record.state.status = JobStatus.FAILED
-    for name in dag.names:
-        state = record.stage(name)
-        if state.status is StageStatus.PENDING:
-            state.status = StageStatus.CANCELLED
-            effects.undispatch.append(name)
-    effects.event("job.failed", record, code=record.state.error.code)
-    effects.count("jobs.failed")
-    return True
+    """What a step asks once its transaction is written: stop the job's running stages (its
+    cancel flag, which their heartbeats watch), and withdraw what a job that ended without
+    success published early, once it has settled (no stage of it runs any more)."""
+    if record is None:
+        return
+    if transition.stop_running:
+        store.set_cancelled(record.id)
+    if (
+        transition.settled
+        and record.state.status is not JobStatus.SUCCEEDED
+        and publisher is not None
+    ):
+        publisher.job_failed(record.state)
 
 
 class Coordinator:
@@ -155,7 +136,7 @@ class Coordinator:
         self,
         settings: Settings,
         store: JobStore,
-        dispatcher: Dispatcher,
+        dispatcher: StageDispatcher,
         dag: Dag | None = None,
         publisher: Publisher | None = None,
     ):
@@ -185,19 +166,16 @@ class Coordinator:
 
     def _rerun(self, job_id: str) -> JobRecord:
         def rerun(record: JobRecord) -> Effects:
-            if record.state.status in ACTIVE_JOB_STATUSES:
+            if jobflow.is_active(record.state):
                 raise JobConflict(f"Job {job_id} is still {record.state.status}; cancel it first.")
             effects = Effects()
             for name in self.dag.names:
-                record.state.stages[name] = StageState()
-                runtime = record.rt(name)
+                runtime = record.stage_runtime(name)
                 runtime.queued_at = None
                 runtime.lost = 0
                 runtime.fresh = True
-            record.state.status = JobStatus.QUEUED
-            record.state.error = None
-            schedule_ready(record, self.dag, effects)
-            effects.event("job.rerun", record)
+            carry_out(record, jobflow.restart(record.state, self.dag), effects)
+            effects.event(JobEvent.JOB_RERUN, record)
             return effects
 
         self.store.set_cancelled(job_id, False)
@@ -224,10 +202,7 @@ class Coordinator:
                 self.store.sent(job_id, name, lease)
                 continue
             state = record.stage(name)
-            if (
-                record.state.status not in ACTIVE_JOB_STATUSES
-                or state.status is not StageStatus.PENDING
-            ):
+            if not jobflow.is_active(record.state) or state.status is not StageStatus.PENDING:
                 self.store.sent(job_id, name, lease)
                 continue
             stage = self.dag[name]
@@ -241,7 +216,7 @@ class Coordinator:
 
     def _note_sent(self, job_id: str, stage: str, task_id: str) -> None:
         def note(record: JobRecord) -> Effects | None:
-            runtime = record.rt(stage)
+            runtime = record.stage_runtime(stage)
             runtime.task_id = task_id
             runtime.queued_at = utcnow()
             runtime.reserved_by = None
@@ -252,29 +227,19 @@ class Coordinator:
     # -- cancel and retry --------------------------------------------------------------------
 
     def cancel(self, job_id: str) -> JobRecord:
-        """Cancel a queued or running job: queued tasks are revoked, running stages stop."""
+        """Cancel a queued or running job: queued tasks are revoked, running stages stop (the
+        cancel flag, set first, reaches them through their heartbeats); what the job published
+        early is withdrawn once none of them runs any more."""
         self.store.set_cancelled(job_id)
-        revoked: list[str] = []
+        transition = jobflow.Transition()
 
         def cancel(record: JobRecord) -> Effects:
-            revoked.clear()
-            if record.state.status not in ACTIVE_JOB_STATUSES:
+            nonlocal transition
+            if not jobflow.is_active(record.state):
                 raise JobConflict(f"Job {job_id} has already {record.state.status}.")
             effects = Effects()
-            record.state.status = JobStatus.CANCELLED
-            record.state.error = ErrorInfo.from_error(
-                RecastError(ErrorCode.JOB_CANCELLED, "The job was cancelled.")
-            )
-            for name in self.dag.names:
-                state = record.stage(name)
-                runtime = record.rt(name)
-                if state.status is StageStatus.PENDING:
-                    state.status = StageStatus.CANCELLED
-                    effects.undispatch.append(name)
-                    if runtime.task_id:
-                        revoked.append(runtime.task_id)
-            effects.event("job.cancelled", record)
-            effects.count("jobs.cancelled")
+            transition = jobflow.on_cancel(record.state, self.dag)
+            carry_out(record, transition, effects)
             return effects
 
         try:
@@ -282,10 +247,14 @@ class Coordinator:
         except JobConflict:
             self.store.set_cancelled(job_id, False)
             raise
+        revoked = [
+            task_id
+            for task_id in (record.stage_runtime(n).task_id for n in transition.cancelled)
+            if task_id
+        ]
         if revoked:
             self.dispatcher.revoke(revoked)
-        if self.publisher is not None:
-            self.publisher.job_failed(record.state)
+        follow_up(self.store, self.publisher, record, transition)
         return record
 
     def retry(self, job_id: str) -> JobRecord:
@@ -298,18 +267,13 @@ class Coordinator:
             self._check_retryable(record)
             effects = Effects()
             for name in self.dag.names:
-                state = record.stage(name)
-                if state.status in FINISHED_STAGE_STATUSES:
-                    continue
-                record.state.stages[name] = StageState()
-                runtime = record.rt(name)
-                runtime.queued_at = None
-                runtime.lost = 0
-            record.state.status = JobStatus.QUEUED
-            record.state.error = None
-            schedule_ready(record, self.dag, effects)
-            effects.event("job.retried", record)
-            effects.count("jobs.retried")
+                if record.stage(name).status not in FINISHED_STAGE_STATUSES:
+                    runtime = record.stage_runtime(name)
+                    runtime.queued_at = None
+                    runtime.lost = 0
+            carry_out(record, jobflow.resume(record.state, self.dag), effects)
+            effects.event(JobEvent.JOB_RETRIED, record)
+            effects.count(JobCounter.RETRIED)
             return effects
 
         record = self._must(self.store.transact(job_id, retry), job_id)
@@ -332,9 +296,12 @@ class Coordinator:
         status = record.state.status
         if status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise JobConflict(f"Job {record.id} is {status}; only failed or cancelled jobs retry.")
-        running = [n for n, s in record.state.stages.items() if s.status is StageStatus.RUNNING]
+        running = jobflow.running(record.state, self.dag)
         if running:
-            raise JobConflict(f"Job {record.id} is still stopping ({', '.join(running)}).")
+            raise JobConflict(
+                f"Job {record.id} has stages still running ({', '.join(running)}); "
+                "retry once they have ended."
+            )
 
     @staticmethod
     def _must(record: JobRecord | None, job_id: str) -> JobRecord:

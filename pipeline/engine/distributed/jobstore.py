@@ -7,18 +7,10 @@ distributed executor needs per stage) changed only inside optimistic transaction
 operation is idempotent and retried while Redis is unreachable (``cluster.redis_outage_s``):
 a Redis restart pauses the workers, it does not fail their jobs.
 
-Keys, under the prefix ``cluster.key_prefix`` (``recast``)::
-
-    job:<id>                 the JobRecord (JSON)
-    jobs                     ZSET of job ids by creation time
-    jobs:status:<status>     ZSET per job status; jobs:event:<slug> per event
-    lock:<id>:<stage>        the lock of a running stage: its token, with a TTL
-    heartbeats               ZSET "<id>/<stage>" -> last heartbeat (Redis server time)
-    cancel:<id>              set while a job is cancelled
-    outbox                   ZSET "<id>/<stage>" -> when to hand the stage to the broker
-    worker:<hostname>        a live worker's queues (expires unless renewed)
-    events                   stream of job and stage transitions (for dashboards, issue 7)
-    stats                    hash of counters (jobs submitted, stages completed, ...)
+The keys it uses (the job, its indexes, locks, heartbeats, cancel flags, the outbox, workers'
+presence, the events stream and the ``stats`` counters) are laid out, with every other Redis
+key, in :mod:`pipeline.engine.distributed.keys`; the counters are named in
+:mod:`pipeline.engine.distributed.counters`.
 
 Heartbeats are stamped and compared in Redis server time, so the workers' clocks need not
 agree; outbox due times are the writer's clock (skew only shifts a retry's delay).
@@ -32,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, TypeVar, cast
 
 import redis
@@ -42,6 +35,8 @@ from redis.retry import Retry
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.job import JobSpec, JobState, JobStatus, StageState, utcnow
 from pipeline.core.settings import ClusterSettings
+from pipeline.engine.distributed.counters import JobCounter
+from pipeline.engine.distributed.keys import RedisKeys, parse_stage_member, stage_member
 
 log = logging.getLogger("recast.jobstore")
 
@@ -103,6 +98,32 @@ class StoreUnavailable(RecastError):
         super().__init__(ErrorCode.SERVICE_UNAVAILABLE, message)
 
 
+class JobEvent(StrEnum):
+    """The kinds of entry in the ``events`` stream (the entry's ``type`` field)."""
+
+    JOB_SUBMITTED = "job.submitted"
+    JOB_RERUN = "job.rerun"
+    JOB_SUCCEEDED = "job.succeeded"
+    JOB_FAILED = "job.failed"
+    JOB_CANCELLED = "job.cancelled"
+    JOB_RETRIED = "job.retried"
+    STAGE_STARTED = "stage.started"
+    STAGE_FINISHED = "stage.finished"
+    STAGE_RETRYING = "stage.retrying"
+    STAGE_FAILED = "stage.failed"
+    STAGE_CANCELLED = "stage.cancelled"
+    STAGE_WORKER_LOST = "stage.worker_lost"
+
+    @classmethod
+    def job_ended(cls, status: JobStatus) -> JobEvent:
+        """The event of a job that ended in ``status`` (succeeded, failed or cancelled)."""
+        return {
+            JobStatus.SUCCEEDED: cls.JOB_SUCCEEDED,
+            JobStatus.FAILED: cls.JOB_FAILED,
+            JobStatus.CANCELLED: cls.JOB_CANCELLED,
+        }[status]
+
+
 class StageRuntime(BaseModel):
     """What the distributed executor keeps per stage besides its :class:`StageState`."""
 
@@ -132,7 +153,8 @@ class JobRecord(BaseModel):
     def id(self) -> str:
         return self.state.id
 
-    def rt(self, stage: str) -> StageRuntime:
+    def stage_runtime(self, stage: str) -> StageRuntime:
+        """What the distributed executor keeps for ``stage`` (made on first use)."""
         return self.runtime.setdefault(stage, StageRuntime())
 
     def stage(self, stage: str) -> StageState:
@@ -150,9 +172,15 @@ class Effects:
     counters: dict[str, int] = field(default_factory=dict)
     clear_heartbeat: list[str] = field(default_factory=list)
 
-    def event(self, kind: str, job: JobRecord, stage: str = "", **extra: str) -> None:
+    def event(self, kind: JobEvent, job: JobRecord, stage: str = "", **extra: str) -> None:
         self.events.append(
-            {"type": kind, "job": job.id, "stage": stage, "status": str(job.state.status), **extra}
+            {
+                "type": str(kind),
+                "job": job.id,
+                "stage": stage,
+                "status": str(job.state.status),
+                **extra,
+            }
         )
 
     def count(self, name: str, by: int = 1) -> None:
@@ -188,21 +216,11 @@ class JobStore:
         self.settings = settings
         self.redis = client or connect(settings.redis_url)
         self.prefix = settings.key_prefix
+        self.keys = RedisKeys(settings.key_prefix)
         self._renew = self.redis.register_script(_RENEW)
         self._release = self.redis.register_script(_RELEASE)
         self._claim = self.redis.register_script(_CLAIM)
         self._unless_changed = self.redis.register_script(_UNLESS_CHANGED)
-
-    # -- keys --------------------------------------------------------------------------------
-
-    def key(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
-
-    def job_key(self, job_id: str) -> str:
-        return self.key("job", job_id)
-
-    def lock_key(self, job_id: str, stage: str) -> str:
-        return self.key("lock", job_id, stage)
 
     # -- retries -----------------------------------------------------------------------------
 
@@ -237,10 +255,10 @@ class JobStore:
         record = JobRecord(state=JobState.new(spec))
         for name in stages:
             record.stage(name)
-            record.rt(name)
+            record.stage_runtime(name)
 
         def create_once() -> tuple[JobRecord, bool]:
-            key = self.job_key(record.id)
+            key = self.keys.job(record.id)
             with self.redis.pipeline() as pipe:
                 while True:
                     try:
@@ -251,8 +269,8 @@ class JobStore:
                             return JobRecord.model_validate_json(raw), False
                         fresh = record.model_copy(deep=True)
                         effects = change(fresh) or Effects()
-                        effects.count("jobs.submitted")
-                        effects.event("job.submitted", fresh)
+                        effects.count(JobCounter.SUBMITTED)
+                        effects.event(JobEvent.JOB_SUBMITTED, fresh)
                         pipe.multi()
                         pipe.set(key, fresh.model_dump_json())
                         self._index(pipe, fresh, None)
@@ -265,14 +283,14 @@ class JobStore:
         return self.retrying(create_once, "create job")
 
     def get(self, job_id: str) -> JobRecord | None:
-        raw = self.retrying(lambda: self.redis.get(self.job_key(job_id)), "get job")
+        raw = self.retrying(lambda: self.redis.get(self.keys.job(job_id)), "get job")
         return None if raw is None else JobRecord.model_validate_json(cast(bytes, raw))
 
     def get_many(self, job_ids: list[str]) -> list[JobRecord]:
         if not job_ids:
             return []
         raws = self.retrying(
-            lambda: self.redis.mget([self.job_key(i) for i in job_ids]), "get jobs"
+            lambda: self.redis.mget([self.keys.job(i) for i in job_ids]), "get jobs"
         )
         return [JobRecord.model_validate_json(raw) for raw in raws if raw is not None]
 
@@ -283,7 +301,7 @@ class JobStore:
         """
 
         def once() -> JobRecord | None:
-            key = self.job_key(job_id)
+            key = self.keys.job(job_id)
             with self.redis.pipeline() as pipe:
                 while True:
                     try:
@@ -314,30 +332,33 @@ class JobStore:
         status = record.state.status
         created = record.state.created_at.timestamp()
         if before is None:
-            pipe.zadd(self.key("jobs"), {record.id: created})
+            pipe.zadd(self.keys.jobs, {record.id: created})
             if record.state.spec.event:
-                pipe.zadd(self.key("jobs", "event", record.state.spec.event), {record.id: created})
+                pipe.zadd(self.keys.jobs_by_event(record.state.spec.event), {record.id: created})
         if before != status:
             if before is not None:
-                pipe.zrem(self.key("jobs", "status", str(before)), record.id)
-            pipe.zadd(self.key("jobs", "status", str(status)), {record.id: created})
+                pipe.zrem(self.keys.jobs_by_status(before), record.id)
+            pipe.zadd(self.keys.jobs_by_status(status), {record.id: created})
 
     def _apply(self, pipe: Any, record: JobRecord, effects: Effects) -> None:
         if effects.dispatch:
             now = time.time()
             pipe.zadd(
-                self.key("outbox"),
-                {f"{record.id}/{stage}": now + delay for stage, delay in effects.dispatch.items()},
+                self.keys.outbox,
+                {
+                    stage_member(record.id, stage): now + delay
+                    for stage, delay in effects.dispatch.items()
+                },
             )
         for stage in effects.undispatch:
-            pipe.zrem(self.key("outbox"), f"{record.id}/{stage}")
+            pipe.zrem(self.keys.outbox, stage_member(record.id, stage))
         for stage in effects.clear_heartbeat:
-            pipe.zrem(self.key("heartbeats"), f"{record.id}/{stage}")
+            pipe.zrem(self.keys.heartbeats, stage_member(record.id, stage))
         for event in effects.events:
             event = {**event, "time": utcnow().isoformat()}
-            pipe.xadd(self.key("events"), event, maxlen=EVENTS_MAXLEN, approximate=True)
+            pipe.xadd(self.keys.events, event, maxlen=EVENTS_MAXLEN, approximate=True)
         for name, by in effects.counters.items():
-            pipe.hincrby(self.key("stats"), name, by)
+            pipe.hincrby(self.keys.stats, name, by)
 
     def list_jobs(
         self,
@@ -350,11 +371,11 @@ class JobStore:
     ) -> Page:
         """Jobs newest first, filtered; ``cursor`` is where the previous page stopped."""
         if status is not None:
-            base = self.key("jobs", "status", str(status))
+            base = self.keys.jobs_by_status(status)
         elif event is not None:
-            base = self.key("jobs", "event", event)
+            base = self.keys.jobs_by_event(event)
         else:
-            base = self.key("jobs")
+            base = self.keys.jobs
         low: float | str = since.timestamp() if since is not None else "-inf"
         found: list[JobRecord] = []
         offset = cursor
@@ -382,7 +403,7 @@ class JobStore:
 
     def iter_status(self, status: JobStatus) -> Iterator[JobRecord]:
         ids = self.retrying(
-            lambda: self.redis.zrange(self.key("jobs", "status", str(status)), 0, -1),
+            lambda: self.redis.zrange(self.keys.jobs_by_status(status), 0, -1),
             "list jobs",
         )
         yield from self.get_many([_text(i) for i in ids])
@@ -393,11 +414,11 @@ class JobStore:
         if record is None:
             return
         with self.redis.pipeline() as pipe:
-            pipe.delete(self.job_key(job_id))
-            pipe.zrem(self.key("jobs"), job_id)
-            pipe.zrem(self.key("jobs", "status", str(record.state.status)), job_id)
+            pipe.delete(self.keys.job(job_id))
+            pipe.zrem(self.keys.jobs, job_id)
+            pipe.zrem(self.keys.jobs_by_status(record.state.status), job_id)
             if record.state.spec.event:
-                pipe.zrem(self.key("jobs", "event", record.state.spec.event), job_id)
+                pipe.zrem(self.keys.jobs_by_event(record.state.spec.event), job_id)
             pipe.execute()
 
     # -- locks and heartbeats ----------------------------------------------------------------
@@ -408,23 +429,24 @@ class JobStore:
 
     def acquire(self, job_id: str, stage: str, token: str) -> bool:
         """Take the stage's lock; False when another run holds it."""
-        key = self.lock_key(job_id, stage)
+        key = self.keys.lock(job_id, stage)
         return bool(
             self.retrying(lambda: self.redis.set(key, token, nx=True, px=self.lock_ttl_ms), "lock")
         )
 
     def renew(self, job_id: str, stage: str, token: str) -> bool:
         """Renew the lock and the heartbeat (one round trip); False if the lock was lost."""
-        keys = [self.lock_key(job_id, stage), self.key("heartbeats")]
-        return bool(self._renew(keys=keys, args=[token, self.lock_ttl_ms, f"{job_id}/{stage}"]))
+        keys = [self.keys.lock(job_id, stage), self.keys.heartbeats]
+        member = stage_member(job_id, stage)
+        return bool(self._renew(keys=keys, args=[token, self.lock_ttl_ms, member]))
 
     def release(self, job_id: str, stage: str, token: str) -> None:
         self.retrying(
-            lambda: self._release(keys=[self.lock_key(job_id, stage)], args=[token]), "unlock"
+            lambda: self._release(keys=[self.keys.lock(job_id, stage)], args=[token]), "unlock"
         )
 
     def lock_holder(self, job_id: str, stage: str) -> str | None:
-        raw = self.retrying(lambda: self.redis.get(self.lock_key(job_id, stage)), "lock")
+        raw = self.retrying(lambda: self.redis.get(self.keys.lock(job_id, stage)), "lock")
         return None if raw is None else cast(bytes, raw).decode()
 
     def stale_heartbeats(self, older_than_s: float) -> list[tuple[str, str, float]]:
@@ -432,26 +454,32 @@ class JobStore:
         now = self.server_time()
         entries = self.retrying(
             lambda: self.redis.zrangebyscore(
-                self.key("heartbeats"), "-inf", now - older_than_s, withscores=True
+                self.keys.heartbeats, "-inf", now - older_than_s, withscores=True
             ),
             "heartbeats",
         )
         found = []
         for member, score in _list(entries):
-            job_id, _, stage = _text(member).partition("/")
+            job_id, stage = parse_stage_member(member)
             found.append((job_id, stage, now - float(score)))
         return found
 
+    def forget_heartbeat(self, job_id: str, stage: str) -> None:
+        """Drop a stage's heartbeat (its job is gone)."""
+        member = stage_member(job_id, stage)
+        self.retrying(lambda: self.redis.zrem(self.keys.heartbeats, member), "heartbeat")
+
     def heartbeat_age(self, job_id: str, stage: str) -> float | None:
         score = self.retrying(
-            lambda: self.redis.zscore(self.key("heartbeats"), f"{job_id}/{stage}"), "heartbeat"
+            lambda: self.redis.zscore(self.keys.heartbeats, stage_member(job_id, stage)),
+            "heartbeat",
         )
         return None if score is None else self.server_time() - float(score)
 
     # -- cancel flags ------------------------------------------------------------------------
 
     def set_cancelled(self, job_id: str, cancelled: bool = True) -> None:
-        key = self.key("cancel", job_id)
+        key = self.keys.cancel(job_id)
         if cancelled:
             self.retrying(lambda: self.redis.set(key, "1", ex=CANCEL_TTL_S), "cancel")
         else:
@@ -459,7 +487,7 @@ class JobStore:
 
     def is_cancelled(self, job_id: str) -> bool:
         """One quick look, no retries (polled by running stages)."""
-        return bool(self.redis.exists(self.key("cancel", job_id)))
+        return bool(self.redis.exists(self.keys.cancel(job_id)))
 
     # -- outbox ------------------------------------------------------------------------------
 
@@ -467,18 +495,14 @@ class JobStore:
         """Outbox entries whose time has come: (job id, stage)."""
         members = self.retrying(
             lambda: self.redis.zrangebyscore(
-                self.key("outbox"), "-inf", time.time(), start=0, num=limit
+                self.keys.outbox, "-inf", time.time(), start=0, num=limit
             ),
             "outbox",
         )
-        result = []
-        for member in _list(members):
-            job_id, _, stage = _text(member).partition("/")
-            result.append((job_id, stage))
-        return result
+        return [parse_stage_member(member) for member in _list(members)]
 
     def outbox_size(self) -> int:
-        return int(self.retrying(lambda: self.redis.zcard(self.key("outbox")), "outbox"))
+        return int(self.retrying(lambda: self.redis.zcard(self.keys.outbox), "outbox"))
 
     def claim(self, job_id: str, stage: str, lease_s: float = 30.0) -> float | None:
         """Take a due outbox entry for sending: it is pushed ``lease_s`` into the future, so
@@ -486,35 +510,36 @@ class JobStore:
         lease (pass it to :meth:`sent`), or None if someone else has it or it is not due."""
         now = time.time()
         lease = round(now + lease_s, 6)
-        member = f"{job_id}/{stage}"
+        member = stage_member(job_id, stage)
         claimed = self.retrying(
-            lambda: self._claim(keys=[self.key("outbox")], args=[member, now, lease]), "outbox"
+            lambda: self._claim(keys=[self.keys.outbox], args=[member, now, lease]), "outbox"
         )
         return lease if claimed else None
 
     def sent(self, job_id: str, stage: str, lease: float) -> None:
         """Remove a claimed entry, unless it was re-scheduled meanwhile."""
-        member = f"{job_id}/{stage}"
+        member = stage_member(job_id, stage)
         self.retrying(
-            lambda: self._unless_changed(keys=[self.key("outbox")], args=[member, lease]),
+            lambda: self._unless_changed(keys=[self.keys.outbox], args=[member, lease]),
             "outbox",
         )
 
     def done_dispatching(self, job_id: str, stage: str) -> None:
-        self.retrying(lambda: self.redis.zrem(self.key("outbox"), f"{job_id}/{stage}"), "outbox")
+        member = stage_member(job_id, stage)
+        self.retrying(lambda: self.redis.zrem(self.keys.outbox, member), "outbox")
 
     # -- workers -----------------------------------------------------------------------------
 
     def worker_alive(self, hostname: str, queues: list[str], ttl_s: float) -> None:
         value = json.dumps({"hostname": hostname, "queues": queues, "time": time.time()})
-        self.redis.set(self.key("worker", hostname), value, px=int(ttl_s * 1000))
+        self.redis.set(self.keys.worker(hostname), value, px=int(ttl_s * 1000))
 
     def worker_gone(self, hostname: str) -> None:
-        self.redis.delete(self.key("worker", hostname))
+        self.redis.delete(self.keys.worker(hostname))
 
     def live_workers(self) -> dict[str, list[str]]:
         """Live workers by hostname, each with the queues it consumes."""
-        keys = list(self.redis.scan_iter(match=self.key("worker", "*"), count=500))
+        keys = list(self.redis.scan_iter(match=self.keys.worker_pattern, count=500))
         if not keys:
             return {}
         workers: dict[str, list[str]] = {}
@@ -529,7 +554,7 @@ class JobStore:
 
     def lease(self, name: str, holder: str, ttl_s: float) -> bool:
         """A short lease so that one process at a time does a periodic chore."""
-        key = self.key("lease", name)
+        key = self.keys.lease(name)
         ttl_ms = max(1, int(ttl_s * 1000))
         if self.redis.set(key, holder, nx=True, px=ttl_ms):
             return True
@@ -546,7 +571,7 @@ class JobStore:
         return float(info.get("uptime_in_seconds", 0))
 
     def stats(self) -> dict[str, int]:
-        raw = self.retrying(lambda: self.redis.hgetall(self.key("stats")), "stats")
+        raw = self.retrying(lambda: self.redis.hgetall(self.keys.stats), "stats")
         return {k.decode(): int(v) for k, v in cast(dict[bytes, bytes], raw).items()}
 
 

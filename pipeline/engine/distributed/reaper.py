@@ -24,13 +24,10 @@ import socket
 from dataclasses import dataclass
 
 from pipeline.core.job import ErrorInfo, JobStatus, StageStatus, utcnow
-from pipeline.engine.distributed.coordinator import (
-    ACTIVE_JOB_STATUSES,
-    Coordinator,
-    settle,
-    stage_failed,
-)
-from pipeline.engine.distributed.jobstore import Change, Effects, JobRecord
+from pipeline.engine import jobflow
+from pipeline.engine.distributed import counters
+from pipeline.engine.distributed.coordinator import Coordinator, carry_out, follow_up
+from pipeline.engine.distributed.jobstore import Change, Effects, JobEvent, JobRecord
 from pipeline.engine.distributed.stagerun import worker_lost
 
 log = logging.getLogger("recast.reaper")
@@ -69,56 +66,56 @@ class Reaper:
         max_lost = self.settings.cluster.max_worker_lost_attempts
         dag = self.coordinator.dag
         old_token: str | None = None
-        verdict = ""
+        lost = False
+        transition = jobflow.Transition()
 
         def reap(record: JobRecord) -> Effects:
-            nonlocal old_token, verdict
-            verdict = ""
+            nonlocal old_token, lost, transition
+            lost = False
+            transition = jobflow.Transition()
             effects = Effects(clear_heartbeat=[stage])
             if stage not in dag.names:
                 return effects
             state = record.stage(stage)
-            runtime = record.rt(stage)
+            runtime = record.stage_runtime(stage)
             old_token = runtime.token
             if state.status is not StageStatus.RUNNING:
                 return effects
             runtime.token = None
-            if record.state.status not in ACTIVE_JOB_STATUSES:
-                state.status = StageStatus.CANCELLED
-                state.finished_at = utcnow()
+            if not jobflow.is_active(record.state):
+                transition = jobflow.on_stage_interrupted(record.state, dag, stage, "")
+                carry_out(record, transition, effects)
                 return effects
+            lost = True
             runtime.lost += 1
-            effects.count("stages.worker_lost")
-            effects.event("stage.worker_lost", record, stage, worker=runtime.worker or "")
+            effects.count(counters.WORKER_LOST)
+            effects.event(JobEvent.STAGE_WORKER_LOST, record, stage, worker=runtime.worker or "")
             if runtime.lost >= max_lost:
                 error = ErrorInfo.from_error(worker_lost(stage, runtime.lost))
-                stage_failed(record, dag, effects, stage, error)
-                verdict = "job failed" if settle(record, dag, effects) else "stage failed"
-                return effects
-            verdict = "queued again"
-            state.status = StageStatus.PENDING
-            state.detail = f"worker {runtime.worker} lost; queued again"
-            runtime.queued_at = utcnow()
-            effects.dispatch[stage] = 0.0
+                transition = jobflow.on_stage_failed(
+                    record.state, dag, stage, error, jobflow.GIVE_UP
+                )
+            else:
+                detail = f"worker {runtime.worker} lost; queued again"
+                transition = jobflow.on_stage_interrupted(record.state, dag, stage, detail)
+            carry_out(record, transition, effects)
             return effects
 
         record = self.store.transact(job_id, reap)
         if record is None:
-            self.store.retrying(
-                lambda: self.store.redis.zrem(self.store.key("heartbeats"), f"{job_id}/{stage}")
-            )
+            self.store.forget_heartbeat(job_id, stage)
             return
         if old_token is not None:
             self.store.release(job_id, stage, old_token)
-        if not verdict:
+        follow_up(self.store, self.coordinator.publisher, record, transition)
+        if not lost:
             return
+        verdict = "failed for good" if transition.failed else "queued again"
         log.warning("stage of a dead worker: %s", verdict, extra={"job_id": job_id, "stage": stage})
-        if verdict == "queued again":
+        if transition.failed:
+            report.lost += 1
+        else:
             report.requeued += 1
-            return
-        report.lost += 1
-        if verdict == "job failed" and self.coordinator.publisher is not None:
-            self.coordinator.publisher.job_failed(record.state)
 
     def _reserved_by_dead_workers(self, report: ReapReport) -> None:
         live = set(self.store.live_workers())
@@ -138,7 +135,7 @@ class Reaper:
 
 def _requeue_reserved(stage: str) -> Change:
     def requeue(record: JobRecord) -> Effects | None:
-        runtime = record.rt(stage)
+        runtime = record.stage_runtime(stage)
         if runtime.reserved_by is None or record.stage(stage).status is not StageStatus.PENDING:
             return None
         runtime.reserved_by = None
@@ -156,7 +153,7 @@ def note_reserved(coordinator: Coordinator, job_id: str, stage: str, worker: str
     def reserve(record: JobRecord) -> Effects | None:
         if record.stage(stage).status is not StageStatus.PENDING:
             return None
-        record.rt(stage).reserved_by = worker
+        record.stage_runtime(stage).reserved_by = worker
         return Effects()
 
     coordinator.store.transact(job_id, reserve)

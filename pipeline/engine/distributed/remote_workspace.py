@@ -9,7 +9,10 @@ first. A cached copy is used when its result and files check out.
 
 from __future__ import annotations
 
+import fcntl
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.core.dag import Dag
@@ -41,6 +44,18 @@ def ancestors(dag: Dag, stage: str) -> list[str]:
     return [name for name in dag.topological_order() if name in needed]
 
 
+@contextmanager
+def _cache_lock(workspace: Workspace, stage: str) -> Iterator[None]:
+    """An exclusive lock, across the processes of this machine, on a stage's cached copy."""
+    workspace.root.mkdir(parents=True, exist_ok=True)
+    with (workspace.root / f".{stage}.fetch.lock").open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 class RemoteWorkspace:
     """Uploads and downloads finished stage directories of jobs."""
 
@@ -60,9 +75,20 @@ class RemoteWorkspace:
             self.storage.put_file(key, path)
 
     def fetch(self, workspace: Workspace, job_id: str, stage: str) -> None:
-        """Make the stage's finished outputs present locally (a no-op when cached)."""
+        """Make the stage's finished outputs present locally (a no-op when cached).
+
+        Stages of one job running at once in the processes of one worker often need the same
+        input (thumbnails and transcript both read ingest): one process fetches it, under a
+        lock on the job's cache, and the others find it cached.
+        """
         if finished_result(workspace, stage) is not None:
             return
+        with _cache_lock(workspace, stage):
+            if finished_result(workspace, stage) is not None:
+                return
+            self._download(workspace, job_id, stage)
+
+    def _download(self, workspace: Workspace, job_id: str, stage: str) -> None:
         prefix = self.prefix(job_id, stage)
         keys = self.storage.list(prefix)
         if prefix + RESULT_FILE not in keys:

@@ -10,13 +10,14 @@ What a worker's task calls (workers/tasks.py). It:
 3. runs the stage with :func:`pipeline.engine.runner.run_stage` (the same runner as the local
    executor: skip if done, partial directory, commit), fetching its inputs from the
    workspace store and uploading its outputs when workers share no disk;
-4. records the outcome: done (and queues the stages that became ready), a retry later with
-   backoff and jitter for a transient error (:func:`pipeline.core.errors.retry_decision`; a
-   storage outage, ``storage.unavailable``, for ``storage.retry_span_s`` at least), or the
-   stage's failure: the stages that depend on it are cancelled, other branches go on (their
-   work is kept for a retry) and the job fails once nothing else can run. Every write is
-   fenced by the lock token: a run that lost its lock (the reaper gave the stage to another
-   worker) changes nothing.
+4. records the outcome as a step of the job state machine (:mod:`pipeline.engine.jobflow`,
+   the local executor's too): done (and queues the stages that became ready), a retry later
+   with backoff and jitter for a transient error (:func:`pipeline.core.errors.retry_decision`;
+   a storage outage, ``storage.unavailable``, for ``storage.retry_span_s`` at least), or the
+   stage's failure for good, which fails the job at once (pending stages cancelled, running
+   ones finish). The run that leaves a failed or cancelled job with no stage running
+   withdraws what the job published early. Every write is fenced by the lock token: a run
+   that lost its lock (the reaper gave the stage to another worker) changes nothing.
 """
 
 from __future__ import annotations
@@ -29,23 +30,24 @@ import uuid
 from collections.abc import Callable
 from enum import StrEnum
 
+from pipeline.core import readers
 from pipeline.core.errors import ErrorCode, RecastError, as_recast_error, retry_decision
-from pipeline.core.job import FINISHED_STAGE_STATUSES, ErrorInfo, JobStatus, StageStatus, utcnow
+from pipeline.core.job import ErrorInfo, StageStatus
 from pipeline.core.settings import Settings
 from pipeline.core.stage import Publisher, Stage, StageContext, StageResult
 from pipeline.core.workspace import Workspace
-from pipeline.engine.distributed.coordinator import (
-    ACTIVE_JOB_STATUSES,
-    Coordinator,
-    all_finished,
-    schedule_ready,
-    settle,
-    stage_failed,
+from pipeline.engine import jobflow
+from pipeline.engine.distributed import counters
+from pipeline.engine.distributed.coordinator import Coordinator, carry_out, follow_up
+from pipeline.engine.distributed.jobstore import (
+    REDIS_DOWN,
+    Effects,
+    JobEvent,
+    JobRecord,
+    JobStore,
 )
-from pipeline.engine.distributed.jobstore import REDIS_DOWN, Effects, JobRecord, JobStore
 from pipeline.engine.distributed.remote_workspace import RemoteWorkspace, ancestors
 from pipeline.engine.runner import run_stage
-from pipeline.stages.ingest import load_info
 from pipeline.storage import storage_roots
 
 log = logging.getLogger("recast.stagerun")
@@ -54,7 +56,9 @@ Translate = Callable[[BaseException], RecastError | None]
 """Maps an executor's own exceptions (Celery's soft time limit) to the taxonomy."""
 
 
-class Outcome(StrEnum):
+class StageRunOutcome(StrEnum):
+    """How one stage task ended on a worker (the task's return value)."""
+
     RAN = "ran"
     NOT_RUNNABLE = "not-runnable"
     BUSY = "busy"
@@ -121,20 +125,22 @@ class StageRunner:
         self.remote = remote
         self.translate = translate
 
-    def execute(self, job_id: str, stage_name: str, *, task_id: str, worker: str) -> Outcome:
+    def execute(
+        self, job_id: str, stage_name: str, *, task_id: str, worker: str
+    ) -> StageRunOutcome:
         record = self.store.get(job_id)
         if record is None or stage_name not in self.dag.names:
-            return Outcome.NOT_RUNNABLE
+            return StageRunOutcome.NOT_RUNNABLE
         stage = self.dag[stage_name]
         if not self._runnable(record, stage):
-            return Outcome.NOT_RUNNABLE
+            return StageRunOutcome.NOT_RUNNABLE
         token = uuid.uuid4().hex
         if not self.store.acquire(job_id, stage.name, token):
-            return Outcome.BUSY
+            return StageRunOutcome.BUSY
         heartbeat: Heartbeat | None = None
         try:
             if not self._start(job_id, stage, token, task_id, worker):
-                return Outcome.NOT_RUNNABLE
+                return StageRunOutcome.NOT_RUNNABLE
             self.store.retrying(lambda: self.store.renew(job_id, stage.name, token), "heartbeat")
             heartbeat = Heartbeat(self.store, job_id, stage.name, token)
             heartbeat.start()
@@ -148,56 +154,51 @@ class StageRunner:
     # -- steps -------------------------------------------------------------------------------
 
     def _runnable(self, record: JobRecord, stage: Stage) -> bool:
-        if record.state.status not in ACTIVE_JOB_STATUSES:
-            return False
-        if record.stage(stage.name).status in FINISHED_STAGE_STATUSES:
-            return False
-        return all(record.stage(r).status in FINISHED_STAGE_STATUSES for r in stage.requires)
+        return jobflow.runnable(record.state, self.dag, stage.name)
 
     def _start(self, job_id: str, stage: Stage, token: str, task_id: str, worker: str) -> bool:
         started = False
+        lost_for_good = jobflow.Transition()
         max_lost = self.settings.cluster.max_worker_lost_attempts
 
         def start(record: JobRecord) -> Effects | None:
-            nonlocal started
+            nonlocal started, lost_for_good
             started = False
+            lost_for_good = jobflow.Transition()
             if not self._runnable(record, stage):
                 return None
             state = record.stage(stage.name)
-            runtime = record.rt(stage.name)
+            runtime = record.stage_runtime(stage.name)
             effects = Effects()
             if state.status is StageStatus.RUNNING:
                 # The run before this one died and its lock expired before the reaper came.
                 runtime.lost += 1
-                effects.count("stages.worker_lost")
+                effects.count(counters.WORKER_LOST)
                 if runtime.lost >= max_lost:
                     error = ErrorInfo.from_error(worker_lost(stage.name, runtime.lost))
-                    stage_failed(record, self.dag, effects, stage.name, error)
-                    settle(record, self.dag, effects)
+                    lost_for_good = jobflow.on_stage_failed(
+                        record.state, self.dag, stage.name, error, jobflow.GIVE_UP
+                    )
+                    carry_out(record, lost_for_good, effects)
                     return effects
             started = True
-            state.status = StageStatus.RUNNING
-            state.attempts += 1
-            state.started_at = utcnow()
-            state.finished_at = None
-            state.progress = 0.0
-            state.detail = ""
+            carry_out(record, jobflow.start(record.state, stage.name), effects)
             runtime.token = token
             runtime.task_id = task_id
             runtime.worker = worker
             runtime.reserved_by = None
-            record.state.status = JobStatus.RUNNING
             effects.undispatch.append(stage.name)
-            effects.event("stage.started", record, stage.name, worker=worker)
+            effects.event(JobEvent.STAGE_STARTED, record, stage.name, worker=worker)
             return effects
 
-        self.store.transact(job_id, start)
+        record = self.store.transact(job_id, start)
+        follow_up(self.store, self.publisher, record, lost_for_good)
         return started
 
-    def _run(self, job_id: str, stage: Stage, token: str, heartbeat: Heartbeat) -> Outcome:
+    def _run(self, job_id: str, stage: Stage, token: str, heartbeat: Heartbeat) -> StageRunOutcome:
         record = self.store.get(job_id)
         assert record is not None
-        runtime = record.rt(stage.name)
+        runtime = record.stage_runtime(stage.name)
         workspace = Workspace.for_job(self.settings.storage.workspace, job_id)
         ctx = StageContext(
             job_id=job_id,
@@ -232,17 +233,17 @@ class StageRunner:
             if error.code is ErrorCode.INTERNAL:
                 log.exception("stage crashed", extra={"job_id": job_id, "stage": stage.name})
             if heartbeat.lock_lost:
-                return Outcome.LOST_LOCK
+                return StageRunOutcome.LOST_LOCK
             return self._failed(job_id, stage, token, error)
         duration = self._media_duration(workspace) if record.media_duration is None else None
         return self._completed(job_id, stage, token, result, ran, ctx.warnings, duration)
 
     @staticmethod
     def _media_duration(workspace: Workspace) -> float | None:
-        ingest = workspace.stage_dir("ingest")
-        if not (ingest / "info.json").is_file():
+        ingest = workspace.stage_dir(readers.INGEST)
+        if not (ingest / readers.INFO_FILE).is_file():
             return None
-        info = load_info(ingest)
+        info = readers.read_source_info(ingest)
         return info.media_duration or info.duration
 
     def _completed(
@@ -254,97 +255,82 @@ class StageRunner:
         ran: bool,
         warnings: list[str],
         duration: float | None,
-    ) -> Outcome:
-        outcome = Outcome.LOST_LOCK
-        job_failed = False
+    ) -> StageRunOutcome:
+        outcome = StageRunOutcome.LOST_LOCK
+        finished = jobflow.Transition()
 
         def complete(record: JobRecord) -> Effects | None:
-            nonlocal outcome, job_failed
-            job_failed = False
-            runtime = record.rt(stage.name)
+            nonlocal outcome, finished
+            finished = jobflow.Transition()
+            runtime = record.stage_runtime(stage.name)
             if runtime.token != token:
-                outcome = Outcome.LOST_LOCK
+                outcome = StageRunOutcome.LOST_LOCK
                 return None
-            outcome = Outcome.RAN
+            outcome = StageRunOutcome.RAN
             state = record.stage(stage.name)
             effects = Effects(clear_heartbeat=[stage.name])
-            state.status = result.status
-            state.progress = 100.0
             state.detail = result.detail if ran else f"already done {result.detail}".strip()
-            state.finished_at = utcnow()
+            state.reused = not ran
             state.warnings = list(warnings)
-            state.error = None
             if ran:
                 runtime.completions += 1
                 runtime.fresh = False
-                effects.count(f"stages.{stage.name}.completed")
+                effects.count(counters.stage_completed(stage.name))
+            else:
+                effects.count(counters.stage_reused(stage.name))
             card_id = result.data.get("card_id")
             if isinstance(card_id, str):
                 record.state.card_id = card_id
             if duration is not None:
                 record.media_duration = duration
-            effects.event("stage.finished", record, stage.name, result=str(result.status))
-            if record.state.status not in ACTIVE_JOB_STATUSES:
-                return effects
-            schedule_ready(record, self.dag, effects)
-            if all_finished(record, self.dag):
-                record.state.status = JobStatus.SUCCEEDED
-                effects.event("job.succeeded", record)
-                effects.count("jobs.succeeded")
-            job_failed = settle(record, self.dag, effects)
+            effects.event(JobEvent.STAGE_FINISHED, record, stage.name, result=str(result.status))
+            finished = jobflow.on_stage_done(record.state, self.dag, stage.name, result.status)
+            carry_out(record, finished, effects)
             return effects
 
         record = self.store.transact(job_id, complete)
-        self._job_failed(record if job_failed else None)
+        follow_up(self.store, self.publisher, record, finished)
         return outcome
-
-    def _job_failed(self, record: JobRecord | None) -> None:
-        if record is not None and self.publisher is not None:
-            self.publisher.job_failed(record.state)
 
     def _give_back(self, job_id: str, stage: Stage, token: str) -> None:
         """Queue the stage again, uncounted: its worker is stopping, not crashing."""
+        given_back = jobflow.Transition()
 
         def give_back(record: JobRecord) -> Effects | None:
-            runtime = record.rt(stage.name)
+            nonlocal given_back
+            given_back = jobflow.Transition()
+            runtime = record.stage_runtime(stage.name)
             state = record.stage(stage.name)
             if runtime.token != token or state.status is not StageStatus.RUNNING:
                 return None
             effects = Effects(clear_heartbeat=[stage.name])
             runtime.token = None
-            if record.state.status not in ACTIVE_JOB_STATUSES:
-                state.status = StageStatus.CANCELLED
-                return effects
-            state.status = StageStatus.PENDING
-            state.detail = "worker shut down; queued again"
-            runtime.queued_at = utcnow()
-            effects.dispatch[stage.name] = 0.0
+            given_back = jobflow.on_stage_interrupted(
+                record.state, self.dag, stage.name, "worker shut down; queued again"
+            )
+            carry_out(record, given_back, effects)
             return effects
 
-        self.store.transact(job_id, give_back)
+        record = self.store.transact(job_id, give_back)
+        follow_up(self.store, self.publisher, record, given_back)
 
-    def _failed(self, job_id: str, stage: Stage, token: str, error: RecastError) -> Outcome:
-        outcome = Outcome.LOST_LOCK
-        job_failed = False
-        cancelled = error.code is ErrorCode.JOB_CANCELLED or self.store.is_cancelled(job_id)
+    def _failed(self, job_id: str, stage: Stage, token: str, error: RecastError) -> StageRunOutcome:
+        outcome = StageRunOutcome.LOST_LOCK
+        transition = jobflow.Transition()
+        stopped = error.code is ErrorCode.JOB_CANCELLED or self.store.is_cancelled(job_id)
         config = self.settings.executor
-        info = ErrorInfo.from_error(error)
+        info = ErrorInfo.from_error(
+            RecastError(ErrorCode.JOB_CANCELLED, "The job was cancelled.") if stopped else error
+        )
 
         def failed(record: JobRecord) -> Effects | None:
-            nonlocal outcome, job_failed
-            job_failed = False
-            if record.rt(stage.name).token != token:
-                outcome = Outcome.LOST_LOCK
+            nonlocal outcome, transition
+            transition = jobflow.Transition()
+            if record.stage_runtime(stage.name).token != token:
+                outcome = StageRunOutcome.LOST_LOCK
                 return None
             state = record.stage(stage.name)
             effects = Effects(clear_heartbeat=[stage.name])
-            state.finished_at = utcnow()
-            if cancelled or record.state.status not in ACTIVE_JOB_STATUSES:
-                outcome = Outcome.CANCELLED
-                state.status = StageStatus.CANCELLED
-                effects.event("stage.cancelled", record, stage.name)
-                job_failed = settle(record, self.dag, effects)
-                return effects
             decision = retry_decision(
                 error,
                 state.attempts,
@@ -353,24 +339,28 @@ class StageRunner:
                 max_delay_s=config.retry_max_delay_s,
                 storage_span_s=self.settings.storage.retry_span_s,
             )
-            state.error = info
-            effects.count(f"stages.{stage.name}.errors.{error.code}")
-            if decision.retry:
-                outcome = Outcome.RETRY
-                state.status = StageStatus.PENDING
-                state.detail = f"retrying in {decision.delay_s:.1f} s after {error.code}"
-                record.rt(stage.name).queued_at = utcnow()
-                effects.dispatch[stage.name] = decision.delay_s
-                effects.event("stage.retrying", record, stage.name, code=error.code)
-                return effects
-            outcome = Outcome.FAILED
-            stage_failed(record, self.dag, effects, stage.name, info)
-            job_failed = settle(record, self.dag, effects)
+            transition = jobflow.on_stage_failed(record.state, self.dag, stage.name, info, decision)
+            if not stopped:
+                effects.count(counters.stage_errors(stage.name, error.code))
+            outcome = _FAILED_OUTCOMES[state.status]
+            if outcome is StageRunOutcome.RETRY:
+                effects.event(JobEvent.STAGE_RETRYING, record, stage.name, code=error.code)
+            elif outcome is StageRunOutcome.CANCELLED:
+                effects.event(JobEvent.STAGE_CANCELLED, record, stage.name)
+            carry_out(record, transition, effects)
             return effects
 
         record = self.store.transact(job_id, failed)
-        self._job_failed(record if job_failed else None)
+        follow_up(self.store, self.publisher, record, transition)
         return outcome
+
+
+_FAILED_OUTCOMES = {
+    StageStatus.PENDING: StageRunOutcome.RETRY,
+    StageStatus.FAILED: StageRunOutcome.FAILED,
+    StageStatus.CANCELLED: StageRunOutcome.CANCELLED,
+}
+"""A failed run's outcome, by the status the state machine gave its stage."""
 
 
 def worker_lost(stage: str, runs: int) -> RecastError:
@@ -397,7 +387,8 @@ class _ProgressWriter:
 
         def update(record: JobRecord) -> Effects | None:
             state = record.stage(stage)
-            if record.rt(stage).token != self.token or state.status is not StageStatus.RUNNING:
+            running = state.status is StageStatus.RUNNING
+            if record.stage_runtime(stage).token != self.token or not running:
                 return None
             state.progress = percent
             state.detail = detail
