@@ -307,6 +307,7 @@ requests = st.one_of(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+@pytest.mark.slow
 @given(request=requests, authorised=st.booleans())
 def test_no_request_gets_a_500(api: Any, request: Any, authorised: bool) -> None:
     method, path, params, body = request
@@ -321,6 +322,7 @@ def test_no_request_gets_a_500(api: Any, request: Any, authorised: bool) -> None
     assert response.headers["content-type"].startswith(("application/json", "text/html"))
 
 
+@pytest.mark.slow
 def test_recast_api_serves_and_refuses_to_start_without_tokens(tmp_path: Path, api: Any) -> None:
     store: JobStore = api[1]
     recast = str(Path(sys.executable).parent / "recast")

@@ -597,6 +597,7 @@ def test_a_200_mb_chunked_upload_without_a_token_is_refused_at_once(
     assert httpx.get(f"{live_api.url}/readyz").status_code == 200
 
 
+@pytest.mark.slow
 def test_board_login_and_docs_in_chromium(
     api: Api, live_api: LiveApi, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -35,6 +35,8 @@ from tests.support.speech import (
 )
 from tests.support.webvtt_strict import check_rules, check_webvtt
 
+pytestmark = pytest.mark.slow  # end to end with real tools: not in the fast set
+
 LEAD_S = 1.0
 
 

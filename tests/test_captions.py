@@ -217,6 +217,7 @@ def word_streams(draw: st.DrawFn) -> list[Word]:
     return words
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(word_streams(), st.sampled_from([CueRules(), CueRules(max_line_chars=32, max_lines=1)]))
 def test_every_word_stream_obeys_the_cue_rules(words: list[Word], rules: CueRules) -> None:

@@ -19,6 +19,8 @@ from pipeline.core.settings import Settings
 from tests.support.httpserver import MediaServer
 from tests.support.media import make_clip
 
+pytestmark = pytest.mark.slow  # end to end with real tools: not in the fast set
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "docs" / "card.schema.json").read_text())
 
@@ -38,6 +40,11 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def process(settings: Settings, *args: str) -> int:
     """`recast process` in this process with the test settings' directories and allow-list."""
     os.environ["RECAST_INGEST__ALLOWED_PRIVATE_NETWORKS"] = '["127.0.0.1/32"]'
+    # These tests are about the command and the card's text: no speech in the clips to
+    # recognise, and the fastest x264 preset (test_readme_run_command runs everything).
+    os.environ["RECAST_TRANSCRIPT__ENGINE"] = "none"
+    os.environ["RECAST_MEDIA__PRESET"] = "ultrafast"
+    os.environ["RECAST_PUBLISH__GC_GRACE_S"] = "0"  # no reader of an older card to wait for
     try:
         return main(
             [
@@ -50,7 +57,13 @@ def process(settings: Settings, *args: str) -> int:
             ]
         )
     finally:
-        del os.environ["RECAST_INGEST__ALLOWED_PRIVATE_NETWORKS"]
+        for key in (
+            "INGEST__ALLOWED_PRIVATE_NETWORKS",
+            "TRANSCRIPT__ENGINE",
+            "MEDIA__PRESET",
+            "PUBLISH__GC_GRACE_S",
+        ):
+            del os.environ[f"RECAST_{key}"]
 
 
 def cards(settings: Settings) -> list[Path]:

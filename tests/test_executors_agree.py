@@ -37,6 +37,8 @@ from tests.support.workers import (
 from workers.app import create_celery
 from workers.dispatch import CeleryDispatcher
 
+pytestmark = pytest.mark.slow  # end to end with real tools: not in the fast set
+
 D, F, X = StageStatus.DONE, StageStatus.FAILED, StageStatus.CANCELLED
 EXECUTOR = {"max_attempts": 3, "retry_base_delay_s": 0.05, "retry_max_delay_s": 0.1}
 

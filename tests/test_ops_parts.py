@@ -261,6 +261,7 @@ def test_throughput_is_the_difference_of_samples_around_the_window() -> None:
     assert throughput([], now, 3600, 12).since is None
 
 
+@pytest.mark.slow
 def test_flower_from_docker_compose_serves_prometheus_metrics(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:

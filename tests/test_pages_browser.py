@@ -26,6 +26,8 @@ from tests.support.browser import ARTIFACTS, chromium
 from tests.support.httpserver import MediaServer
 from tests.support.publishing import TRICKY_TITLE, JobMedia, make_info, make_job, stage_context
 
+pytestmark = pytest.mark.slow  # end to end with real tools: not in the fast set
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MediaServer, Card]]:

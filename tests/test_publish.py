@@ -270,6 +270,7 @@ def test_republishing_uploads_only_what_changed(media: JobMedia, settings: Setti
     assert again.data["uploaded"] <= 3, "pages may change (times), media does not"
 
 
+@pytest.mark.slow
 def test_the_real_dag_end_to_end(tmp_path: Path) -> None:
     """``recast process``'s path with the real stages of the default DAG, whichever are built:
     the card is schema-valid, lists only files that exist, and is as good as the stages allow."""

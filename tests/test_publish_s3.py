@@ -161,6 +161,7 @@ class Reader:
                 self.statuses.append(status)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["local", "s3"])
 def test_a_reader_never_sees_a_link_to_a_missing_file(
     backend: str, media: JobMedia, s3: S3Server, tmp_path: Path

@@ -30,6 +30,8 @@ from tests.conftest import make_settings
 from tests.support.browser import chromium
 from tests.support.media import make_clip
 
+pytestmark = pytest.mark.slow  # end to end with real tools: not in the fast set
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "docs" / "card.schema.json").read_text())
 TITLE = "慕尼黑安全会议：欧洲的防务与“威慑”"

@@ -277,6 +277,7 @@ class InlineDispatcher:
         pass
 
 
+@pytest.mark.slow
 def test_the_celery_path_retries_a_full_output_beyond_max_attempts(
     media: JobMedia, tmp_path: Path
 ) -> None:
@@ -324,6 +325,7 @@ def _ingest_context(job_spec: JobSpec, settings: Settings) -> StageContext:
     )
 
 
+@pytest.mark.slow
 def test_a_job_failing_while_the_output_is_full_leaves_no_card_once_it_is_back(
     media: JobMedia, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -30,6 +30,8 @@ from pipeline.stages.thumbnails import Candidate, make_thumbnails, score
 from tests.conftest import make_settings
 from tests.test_transcode import decode_errors, ffmpeg, ffprobe, make_source
 
+pytestmark = pytest.mark.slow  # end to end with real tools: not in the fast set
+
 CUE = re.compile(
     r"(\d\d):(\d\d):(\d\d)\.(\d{3}) --> (\d\d):(\d\d):(\d\d)\.(\d{3})\n"
     r"(\S+)#xywh=(\d+),(\d+),(\d+),(\d+)"

@@ -38,6 +38,8 @@ from pipeline.stages.transcode import STAGE as TRANSCODE
 from pipeline.stages.transcode import transcode
 from tests.conftest import make_settings
 
+pytestmark = pytest.mark.slow  # end to end with real tools: not in the fast set
+
 HDR10 = ("-pix_fmt", "yuv420p10le", "-color_trc", "smpte2084", "-color_primaries", "bt2020")
 VP9 = ("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8")
 TINY_LADDER = [

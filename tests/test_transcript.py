@@ -31,6 +31,8 @@ from tests.support.speech import (
 )
 from tests.support.webvtt_strict import check_rules, check_webvtt
 
+pytestmark = pytest.mark.slow  # end to end with real tools: not in the fast set
+
 DATA = Path(__file__).parent / "data" / "captions"
 HUMAN_EN = """WEBVTT
 
