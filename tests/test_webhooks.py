@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pipeline.core.card import CardStatus
-from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.errors import ErrorCode, RecastError, backoff_delay
 from pipeline.core.job import JobStatus
 from pipeline.core.settings import Settings
 from pipeline.core.stage import StageContext, StageResult
@@ -188,7 +188,7 @@ def test_backoff_doubles_with_jitter_up_to_the_maximum() -> None:
     import random
 
     rng = random.Random(7)
-    delays = [webhooks.backoff_delay(n, 10.0, 3600.0, rng) for n in range(1, 12)]
+    delays = [backoff_delay(n, 10.0, 3600.0, rng) for n in range(1, 12)]
     for attempt, delay in enumerate(delays, start=1):
         ceiling = min(3600.0, 10.0 * 2 ** (attempt - 1))
         assert ceiling / 2 <= delay <= ceiling

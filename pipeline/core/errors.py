@@ -198,8 +198,7 @@ def retry_decision(
         limit = max(limit, attempts_spanning(storage_span_s, base_delay_s, max_delay_s))
     if not error.transient or attempt >= limit:
         return RetryDecision(False, 0.0)
-    ceiling = _ceiling(attempt, base_delay_s, max_delay_s)
-    delay = (rng or random).uniform(ceiling / 2, ceiling)
+    delay = backoff_delay(attempt, base_delay_s, max_delay_s, rng)
     if error.retry_after is not None:
         delay = max(delay, min(error.retry_after, max_delay_s))
     return RetryDecision(True, delay)
@@ -219,9 +218,19 @@ def attempts_spanning(span_s: float, base_delay_s: float, max_delay_s: float) ->
     return attempts
 
 
+def backoff_delay(
+    attempts: int, base_s: float, max_s: float, rng: random.Random | None = None
+) -> float:
+    """Seconds to wait after ``attempts`` failed attempts: doubling from ``base_s`` up to
+    ``max_s``, with jitter (a random value between half and all of it). The one backoff of
+    Recast: stage retries, storage outages waited out in place, webhook deliveries."""
+    ceiling = _ceiling(attempts, base_s, max_s)
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
 def _ceiling(attempt: int, base_delay_s: float, max_delay_s: float) -> float:
     """The longest wait after ``attempt`` failed: doubling from the base, capped."""
-    return min(max_delay_s, base_delay_s * 2.0 ** min(attempt - 1, 64))
+    return min(max_delay_s, base_delay_s * 2.0 ** min(max(0, attempt - 1), 64))
 
 
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ESTALE})

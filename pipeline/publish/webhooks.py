@@ -35,7 +35,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import threading
 import time
 import uuid
@@ -50,7 +49,7 @@ import httpcore
 import httpx
 from pydantic import BaseModel, Field
 
-from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.errors import ErrorCode, RecastError, backoff_delay
 from pipeline.core.fsutil import atomic_write_bytes
 from pipeline.core.job import utcnow
 from pipeline.core.settings import Settings
@@ -97,15 +96,6 @@ class Delivery(BaseModel):
     attempts: int = 0
     next_attempt: float
     last_error: str = ""
-
-
-def backoff_delay(
-    attempts: int, base_s: float, max_s: float, rng: random.Random | None = None
-) -> float:
-    """Seconds to wait after ``attempts`` failed attempts: doubling from ``base_s`` up to
-    ``max_s``, with jitter (a random value between half and all of it)."""
-    ceiling = min(max_s, base_s * (2 ** max(0, attempts - 1)))
-    return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 class Outbox:

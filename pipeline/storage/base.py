@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -12,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from pipeline.core.errors import ErrorCode, RecastError, storage_failure
+from pipeline.core.errors import ErrorCode, RecastError, backoff_delay, storage_failure
 
 log = logging.getLogger("recast.storage")
 
@@ -118,7 +117,7 @@ def retry_storage(operation: Callable[[], T], deadline: float, *, what: str) -> 
     vanished disk: ``storage.unavailable``, or the OSError behind it) with capped exponential
     backoff and jitter, until ``deadline`` (:func:`time.monotonic`); then the error is raised.
     Any other error is raised at once."""
-    delay = RETRY_FIRST_DELAY_S
+    failures = 0
     while True:
         try:
             return operation()
@@ -126,11 +125,12 @@ def retry_storage(operation: Callable[[], T], deadline: float, *, what: str) -> 
             error = exc if isinstance(exc, RecastError) else storage_failure(exc)
             if error is None or error.code is not ErrorCode.STORAGE_UNAVAILABLE:
                 raise
-            wait = min(random.uniform(delay / 2, delay), deadline - time.monotonic())
+            failures += 1
+            backoff = backoff_delay(failures, RETRY_FIRST_DELAY_S, RETRY_MAX_DELAY_S)
+            wait = min(backoff, deadline - time.monotonic())
             if wait <= 0:
                 if error is exc:
                     raise
                 raise error from exc
             log.warning("%s: %s; trying again in %.1f s", what, error.message, wait)
             time.sleep(wait)
-            delay = min(RETRY_MAX_DELAY_S, delay * 2)
