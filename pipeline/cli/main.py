@@ -23,6 +23,7 @@ from pipeline.core import logs
 from pipeline.core.errors import ConfigError, ErrorCode, RecastError
 from pipeline.core.job import JobSpec, JobState, JobStatus
 from pipeline.core.settings import Settings, load_settings
+from pipeline.publish.keys import card_key
 from pipeline.publish.ownership import FORCE_OPTION
 
 # Modules that add subcommands: each defines ``register(subparsers)``.
@@ -101,7 +102,7 @@ def _job_summary(state: JobState, settings: Settings) -> dict[str, Any]:
         "stages": {name: str(s.status) for name, s in state.stages.items()},
     }
     if state.card_id:
-        summary["card"] = f"{settings.storage.output.rstrip('/')}/{state.card_id}/card.json"
+        summary["card"] = f"{settings.storage.output.rstrip('/')}/{card_key(state.card_id)}"
     if state.error:
         summary["error"] = state.error.model_dump()
     return summary

@@ -42,6 +42,7 @@ from pipeline.core.source import SourceInfo
 from pipeline.core.stage import AssetRole, FileRecord, OutputAsset, StageResult
 from pipeline.publish import cardbuilder, html, oembed
 from pipeline.publish.jsonld import video_jsonld
+from pipeline.publish.keys import card_key
 from pipeline.publish.paragraphs import transcript_paragraphs
 from pipeline.publish.static import StaticFile
 from pipeline.storage import Storage
@@ -119,7 +120,7 @@ class _Context:
 
     def url(self, key: str) -> str:
         """A link to ``<id>/<key>`` as written in card.json (and the pages beside it)."""
-        return self.storage.relative_url(f"{self.card_id}/{key}", f"{self.card_id}/card.json")
+        return self.storage.relative_url(f"{self.card_id}/{key}", card_key(self.card_id))
 
     def add(self, output: StageOutput, asset: OutputAsset) -> str:
         file = output.directory / asset.file

@@ -16,6 +16,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from pipeline.core.card import Card, CardStatus, EventRef
+from pipeline.publish.keys import card_key
 from pipeline.storage import Storage
 
 INDEX_VERSION = "1.0"
@@ -90,7 +91,7 @@ def entry_for(storage: Storage, card: Card, now: datetime, added: datetime | Non
         duration=card.duration.display if card.duration else None,
         duration_s=card.duration.seconds if card.duration else None,
         poster=poster,
-        card=storage.relative_url(f"{card.id}/card.json", key),
+        card=storage.relative_url(card_key(card.id), key),
         card_html=storage.relative_url(f"{card.id}/card.html", key),
         watch=_link(storage, card.id, pages.watch_html if pages else None, key),
         added=added or now,

@@ -27,6 +27,7 @@ from pipeline.core.job import JobStatus
 from pipeline.core.redact import public_url
 from pipeline.core.settings import Settings
 from pipeline.core.stage import Queue
+from pipeline.publish.keys import card_key
 from pipeline.publish.oembed import oembed_response
 from pipeline.storage import Storage, open_storage
 from workers.api import docs, errors
@@ -167,7 +168,7 @@ def create_api(settings: Settings, producer: Producer | None = None) -> FastAPI:
 
     @api.get("/v1/cards/{card_id}", dependencies=auth, responses=ERRORS)
     def get_card(card_id: CardId) -> Response:
-        data = storage().get_bytes(f"{card_id}/card.json")
+        data = storage().get_bytes(card_key(card_id))
         if data is None:
             raise RecastError(ErrorCode.REQUEST_NOT_FOUND, f"There is no card {card_id}.")
         return Response(data, media_type="application/json")
@@ -184,7 +185,7 @@ def create_api(settings: Settings, producer: Producer | None = None) -> FastAPI:
         cards = []
         for record in page.jobs:
             card_id = record.state.card_id
-            data = storage().get_bytes(f"{card_id}/card.json") if card_id else None
+            data = storage().get_bytes(card_key(card_id)) if card_id else None
             if data is not None:
                 cards.append(json.loads(data))
         return JSONResponse(EventCards(event=slug, cards=cards).model_dump(mode="json"))
@@ -242,7 +243,7 @@ def _card_in(url: str, storage: Storage) -> Card | None:
     for segment in reversed(segments):
         if not _is_card_id(segment):
             continue
-        data = storage.get_bytes(f"{segment}/card.json")
+        data = storage.get_bytes(card_key(segment))
         if data is not None:
             return Card.model_validate_json(data)
     return None
