@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import itertools
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from pipeline.core.settings import Settings
 from pipeline.core.stage import Queue, Stage, StageContext, StageResult
 from pipeline.core.workspace import Workspace
 from pipeline.engine.distributed import counters, keys
-from pipeline.engine.distributed.coordinator import Coordinator, TimeLimits
+from pipeline.engine.distributed.coordinator import Coordinator
 from pipeline.engine.distributed.counters import (
     Counter,
     CounterKind,
@@ -44,9 +43,13 @@ from pipeline.ops.metrics import MetricsRecorder, record_stage_run
 from pipeline.ops.opsview import OpsView
 from pipeline.ops.prometheus import render
 from tests.conftest import make_settings
-from tests.support.workers import ROOT, RedisServer, cluster_test_settings
-
-FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+from tests.support.workers import (
+    ROOT,
+    InlineDispatcher,
+    RedisServer,
+    cluster_test_settings,
+    run_inline,
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,20 +65,6 @@ def _settings(tmp: Path, redis_url: str, prefix: str) -> Settings:
 # -- the reuse flag ------------------------------------------------------------------------------
 
 
-class ListBroker:
-    """The broker as a list: the test runs each stage it is handed."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def send(self, record: JobRecord, stage: Stage, limits: TimeLimits) -> str:
-        self.sent.append((record.id, stage.name))
-        return f"task-{len(self.sent)}"
-
-    def revoke(self, task_ids: list[str]) -> None:
-        pass
-
-
 def _writer(name: str, detail: str) -> Stage:
     def run(ctx: StageContext) -> StageResult:
         (ctx.out / f"{name}.txt").write_text(f"made by {name}")
@@ -86,18 +75,7 @@ def _writer(name: str, detail: str) -> Stage:
 
 
 def _run_job(coordinator: Coordinator, runner: StageRunner, spec: JobSpec) -> JobRecord:
-    broker = coordinator.dispatcher
-    assert isinstance(broker, ListBroker)
-    coordinator.submit(spec)
-    deadline = time.monotonic() + 20
-    record = coordinator.store.get(spec.job_id)
-    while record is not None and record.state.status not in FINAL:
-        assert time.monotonic() < deadline, record
-        coordinator.dispatch_due()
-        while broker.sent:
-            job_id, stage = broker.sent.pop(0)
-            runner.execute(job_id, stage, task_id="t", worker="test")
-        record = coordinator.store.get(spec.job_id)
+    record, _ = run_inline(coordinator, runner, spec, timeout=20)
     assert record is not None and record.state.status is JobStatus.SUCCEEDED, record
     return record
 
@@ -109,7 +87,7 @@ def test_a_rerun_marks_stages_reused_and_metrics_count_them_so(
     # A stage's human text that reads like the old protocol changes nothing.
     dag = Dag.of([_writer("fetch", "already done elsewhere"), _writer("encode", "")])
     store = JobStore(settings.cluster)
-    coordinator = Coordinator(settings, store, ListBroker(), dag=dag)
+    coordinator = Coordinator(settings, store, InlineDispatcher(), dag=dag)
     runner = StageRunner(coordinator)
     recorder = MetricsRecorder(store.redis, store.prefix)
     spec = JobSpec(source="https://example.org/talk")

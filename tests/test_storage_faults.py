@@ -28,8 +28,8 @@ from pipeline.core.job import JobSpec, JobState, JobStatus
 from pipeline.core.settings import Settings, load_settings
 from pipeline.core.stage import Queue, Stage, StageContext, StageResult
 from pipeline.core.workspace import Workspace
-from pipeline.engine.distributed.coordinator import Coordinator, TimeLimits
-from pipeline.engine.distributed.jobstore import JobRecord, JobStore
+from pipeline.engine.distributed.coordinator import Coordinator
+from pipeline.engine.distributed.jobstore import JobStore
 from pipeline.engine.distributed.stagerun import StageRunner, StageRunOutcome
 from pipeline.engine.local import LocalExecutor
 from pipeline.publish import events, webhooks
@@ -37,10 +37,14 @@ from pipeline.publish.publisher import CardPublisher
 from pipeline.storage import LocalStorage, open_storage
 from tests.conftest import make_settings
 from tests.support.publishing import JobMedia, make_info, make_job, publish_dag
-from tests.support.workers import RedisServer, cluster_test_settings
+from tests.support.workers import (
+    InlineDispatcher,
+    RedisServer,
+    cluster_test_settings,
+    run_inline,
+)
 
 SLUG = "munich-security-conference-2026"
-FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 OUTAGE_S = 10.0
 
 
@@ -262,21 +266,6 @@ def test_read_only_output_is_transient_then_publishes_once_writable(
         assert card.status is CardStatus.READY
 
 
-class InlineDispatcher:
-    """The Celery transport as a list: the test runs each stage it is handed (the store, the
-    coordinator and the stage runner are the production ones)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def send(self, record: JobRecord, stage: Stage, limits: TimeLimits) -> str:
-        self.sent.append((record.id, stage.name))
-        return f"task-{len(self.sent)}"
-
-    def revoke(self, task_ids: list[str]) -> None:
-        pass
-
-
 @pytest.mark.slow
 def test_the_celery_path_retries_a_full_output_beyond_max_attempts(
     media: JobMedia, tmp_path: Path
@@ -285,27 +274,12 @@ def test_the_celery_path_retries_a_full_output_beyond_max_attempts(
         settings = fault_settings(tmp_path, cluster=cluster_test_settings(redis_server.url))
         out = Path(settings.storage.output)
         store = JobStore(settings.cluster)
-        dispatcher = InlineDispatcher()
-        coordinator = Coordinator(settings, store, dispatcher, dag=publish_dag())
+        coordinator = Coordinator(settings, store, InlineDispatcher(), dag=publish_dag())
         runner = StageRunner(coordinator, publisher=CardPublisher(settings))
         job = make_job(media, settings, event=None)
-        outcomes: list[StageRunOutcome] = []
         with tmpfs(out, "16m"):
             threading.Timer(1.0, fill(out).unlink).start()
-            coordinator.submit(job.spec)
-            deadline = time.monotonic() + 60
-            record = store.get(job.spec.job_id)
-            while (
-                record is not None
-                and record.state.status not in FINAL
-                and time.monotonic() < deadline
-            ):
-                coordinator.dispatch_due()
-                while dispatcher.sent:
-                    job_id, stage = dispatcher.sent.pop(0)
-                    outcomes.append(runner.execute(job_id, stage, task_id="t", worker="test"))
-                time.sleep(0.05)
-                record = store.get(job.spec.job_id)
+            record, outcomes = run_inline(coordinator, runner, job.spec, timeout=60)
             assert record is not None and record.state.status is JobStatus.SUCCEEDED, record
             assert StageRunOutcome.RETRY in outcomes
             assert record.stage("publish_playable").attempts > 1, "the outage was hit"

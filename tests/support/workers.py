@@ -18,8 +18,12 @@ from typing import Any, TypeVar
 
 import redis
 
+from pipeline.core.job import JobSpec
 from pipeline.core.settings import Settings
+from pipeline.core.stage import Stage
+from pipeline.engine.distributed.coordinator import Coordinator, TimeLimits
 from pipeline.engine.distributed.jobstore import JobRecord, JobStore
+from pipeline.engine.distributed.stagerun import StageRunner, StageRunOutcome
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,6 +253,42 @@ def workers(*items: Worker, store: JobStore) -> Iterator[list[Worker]]:
 
 
 FINAL = ("succeeded", "failed", "cancelled")
+
+
+class InlineDispatcher:
+    """The Celery transport as a list: :func:`run_inline` runs each stage it is handed in this
+    process (the store, the coordinator and the stage runner are the production ones)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, record: JobRecord, stage: Stage, limits: TimeLimits) -> str:
+        self.sent.append((record.id, stage.name))
+        return f"task-{len(self.sent)}"
+
+    def revoke(self, task_ids: list[str]) -> None:
+        pass
+
+
+def run_inline(
+    coordinator: Coordinator, runner: StageRunner, spec: JobSpec, timeout: float
+) -> tuple[JobRecord | None, list[StageRunOutcome]]:
+    """Submit ``spec`` and run every stage the coordinator hands out, until the job ends or
+    ``timeout`` passes; the job's record then, and what each stage run came to."""
+    dispatcher = coordinator.dispatcher
+    assert isinstance(dispatcher, InlineDispatcher)
+    coordinator.submit(spec)
+    outcomes: list[StageRunOutcome] = []
+    deadline = time.monotonic() + timeout
+    record = coordinator.store.get(spec.job_id)
+    while record is not None and record.state.status not in FINAL and time.monotonic() < deadline:
+        coordinator.dispatch_due()
+        while dispatcher.sent:
+            job_id, stage = dispatcher.sent.pop(0)
+            outcomes.append(runner.execute(job_id, stage, task_id="t", worker="test"))
+        time.sleep(0.05)
+        record = coordinator.store.get(spec.job_id)
+    return record, outcomes
 
 
 def wait_final(store: JobStore, job_id: str, timeout: float) -> JobRecord:
