@@ -15,8 +15,6 @@ from pipeline.core.card import Card, CardStatus
 from pipeline.core.job import JobSpec, JobState, JobStatus, StageStatus
 from pipeline.core.manifest import Manifest
 from pipeline.core.settings import Settings
-from pipeline.core.stage import StageContext
-from pipeline.core.workspace import Workspace
 from pipeline.engine.local import LocalExecutor
 from pipeline.publish import events, webhooks
 from pipeline.publish.publisher import CardPublisher
@@ -25,6 +23,7 @@ from pipeline.storage import LocalStorage
 from tests.conftest import make_settings
 from tests.support.publishing import (
     JobMedia,
+    ingest_context,
     make_info,
     make_job,
     publish_dag,
@@ -208,25 +207,12 @@ def test_public_base_url_makes_every_link_absolute(media: JobMedia, tmp_path: Pa
     assert index["cards"][0]["poster"]["src"].startswith(f"{base}/{job.card_id}/thumbs/")
 
 
-def _ingest_context(job_spec: JobSpec, settings: Settings) -> StageContext:
-    """The ingest stage's context as the preview sees it: metadata and thumbnail in ctx.out."""
-    workspace = Workspace.for_job(settings.storage.workspace, job_spec.job_id)
-    return StageContext(
-        job_id=job_spec.job_id,
-        stage="ingest",
-        spec=job_spec,
-        settings=settings,
-        workspace=workspace,
-        out=workspace.stage_dir("ingest"),
-    )
-
-
 def test_preview_is_published_then_replaced_never_downgraded(
     media: JobMedia, settings: Settings
 ) -> None:
     job = make_job(media, settings)
     publisher = CardPublisher(settings)
-    ctx = _ingest_context(job.spec, settings)
+    ctx = ingest_context(job.spec, settings)
     publisher.preview(ctx)
     out = Path(settings.storage.output)
     card = Card.model_validate(read_json(out, f"{job.card_id}/card.json"))
@@ -253,7 +239,7 @@ def test_preview_is_published_then_replaced_never_downgraded(
 def test_a_failed_jobs_preview_is_withdrawn(media: JobMedia, settings: Settings) -> None:
     job = make_job(media, settings)
     publisher = CardPublisher(settings)
-    publisher.preview(_ingest_context(job.spec, settings))
+    publisher.preview(ingest_context(job.spec, settings))
     out = Path(settings.storage.output)
     slug = "munich-security-conference-2026"
     assert [e.id for e in events.read_index(LocalStorage(out), slug).cards] == [job.card_id]  # type: ignore[union-attr]

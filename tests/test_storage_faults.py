@@ -27,7 +27,6 @@ from pipeline.core.errors import ErrorCode, RecastError, as_recast_error, retry_
 from pipeline.core.job import JobSpec, JobState, JobStatus
 from pipeline.core.settings import Settings, load_settings
 from pipeline.core.stage import Queue, Stage, StageContext, StageResult
-from pipeline.core.workspace import Workspace
 from pipeline.engine.distributed.coordinator import Coordinator
 from pipeline.engine.distributed.jobstore import JobStore
 from pipeline.engine.distributed.stagerun import StageRunner, StageRunOutcome
@@ -36,7 +35,7 @@ from pipeline.publish import events, webhooks
 from pipeline.publish.publisher import CardPublisher
 from pipeline.storage import LocalStorage, open_storage
 from tests.conftest import make_settings
-from tests.support.publishing import JobMedia, make_info, make_job, publish_dag
+from tests.support.publishing import JobMedia, ingest_context, make_info, make_job, publish_dag
 from tests.support.workers import (
     InlineDispatcher,
     RedisServer,
@@ -287,18 +286,6 @@ def test_the_celery_path_retries_a_full_output_beyond_max_attempts(
             assert card.status is CardStatus.READY
 
 
-def _ingest_context(job_spec: JobSpec, settings: Settings) -> StageContext:
-    workspace = Workspace.for_job(settings.storage.workspace, job_spec.job_id)
-    return StageContext(
-        job_id=job_spec.job_id,
-        stage="ingest",
-        spec=job_spec,
-        settings=settings,
-        workspace=workspace,
-        out=workspace.stage_dir("ingest"),
-    )
-
-
 @pytest.mark.slow
 def test_a_job_failing_while_the_output_is_full_leaves_no_card_once_it_is_back(
     media: JobMedia, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -327,7 +314,7 @@ def test_a_job_failing_while_the_output_is_full_leaves_no_card_once_it_is_back(
     )
     with tmpfs(out, "16m"):
         publisher = CardPublisher(settings)
-        publisher.preview(_ingest_context(job.spec, settings))
+        publisher.preview(ingest_context(job.spec, settings))
         storage = LocalStorage(out)
         assert (out / job.card_id / "card.json").is_file()
         assert [e.id for e in events.read_index(storage, SLUG).cards] == [job.card_id]  # type: ignore[union-attr]

@@ -53,22 +53,7 @@ def make_hls(directory: Path, *, duration: float = 6.0, segment: float = 2.0) ->
         duration=duration,
         extra=("-force_key_frames", f"expr:gte(t,n_forced*{segment})"),
     )
-    playlist = directory / "index.m3u8"
-    run_ffmpeg(
-        "-i",
-        str(source),
-        "-c",
-        "copy",
-        "-f",
-        "hls",
-        "-hls_time",
-        str(segment),
-        "-hls_playlist_type",
-        "vod",
-        "-hls_segment_filename",
-        str(directory / "seg%03d.ts"),
-        str(playlist),
-    )
+    playlist = _segment_hls(source, directory / "index.m3u8", segment, "-c", "copy")
     source.unlink()
     return playlist
 

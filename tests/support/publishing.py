@@ -346,6 +346,19 @@ def stage_context(job: Job, settings: Settings, stage: str = "publish") -> Stage
     )
 
 
+def ingest_context(job_spec: JobSpec, settings: Settings) -> StageContext:
+    """The ingest stage's context as the preview sees it: metadata and thumbnail in ctx.out."""
+    workspace = Workspace.for_job(settings.storage.workspace, job_spec.job_id)
+    return StageContext(
+        job_id=job_spec.job_id,
+        stage="ingest",
+        spec=job_spec,
+        settings=settings,
+        workspace=workspace,
+        out=workspace.stage_dir("ingest"),
+    )
+
+
 def ffprobe_ok(url_or_path: str) -> bool:
     """Whether ffprobe reads a stream from it (a playlist over HTTP, say)."""
     result = subprocess.run(
