@@ -19,7 +19,6 @@ Outputs, in the stage directory ``ingest/``: ``info.json`` (:class:`SourceInfo`)
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import ErrorCode, RecastError
-from pipeline.core.fsutil import atomic_write_json
+from pipeline.core.fsutil import atomic_write_json, sha256_file
 from pipeline.core.readers import CAPTIONS_DIR, INFO_FILE, INGEST, THUMBNAIL_FILE
 from pipeline.core.settings import IngestSettings, Settings
 from pipeline.core.source import Chapter, SourceInfo, SubtitleTrack
@@ -311,11 +310,17 @@ def _downloaded_file(info: dict[str, Any]) -> Path | None:
     return None
 
 
+def _probe(path: Path, max_pixels: int) -> dict[str, Any]:
+    """ffprobe's view of the media, read under the source policy (``media.invalid`` when it is
+    not a plain media file, ``limit.pixels`` when its frames are too large)."""
+    return ffmpeg_tools.probe(path, policy=ffmpeg_tools.source_input(max_pixels))
+
+
 def _check_downloaded(
-    path: Path, meta: SourceInfo, settings: IngestSettings, max_pixels: int
+    path: Path, meta: SourceInfo, settings: IngestSettings, probe: dict[str, Any]
 ) -> float:
-    """The file's real duration; refuse a file over the limits or shorter than announced."""
-    probe = ffmpeg_tools.probe(path, policy=ffmpeg_tools.source_input(max_pixels))
+    """The file's real duration (from ``probe``, ffprobe's view of ``path``); refuse a file
+    over the limits or shorter than announced."""
     duration = ffmpeg_tools.media_duration(probe) or 0.0
     if duration > settings.max_duration_s:
         raise RecastError(
@@ -381,19 +386,16 @@ def _ingest_url(ctx: StageContext) -> SourceInfo:
     if media != final:
         media.rename(final)
     meta.media_file = final.name
-    meta.media_duration = _check_downloaded(final, meta, settings.ingest, settings.media.max_pixels)
+    meta.media_duration = _check_downloaded(
+        final, meta, settings.ingest, _probe(final, settings.media.max_pixels)
+    )
     _publish_preview(ctx, meta)  # again, now with the measured duration
     return meta
 
 
 def _ingest_file(ctx: StageContext, path: Path) -> SourceInfo:
-    probe = ffmpeg_tools.probe(
-        path, policy=ffmpeg_tools.source_input(ctx.settings.media.max_pixels)
-    )
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(MB):
-            digest.update(chunk)
+    probe = _probe(path, ctx.settings.media.max_pixels)
+    source_id = sha256_file(path)[:16]
     target = ctx.out / f"media{path.suffix.lower() or '.bin'}"
     try:
         os.link(path, target)
@@ -402,16 +404,15 @@ def _ingest_file(ctx: StageContext, path: Path) -> SourceInfo:
     tags = probe.get("format", {}).get("tags") or {}
     meta = SourceInfo(
         extractor="file",
-        source_id=digest.hexdigest()[:16],
+        source_id=source_id,
         title=str(tags.get("title") or path.stem),
         description=str(tags.get("comment") or tags.get("description") or ""),
         webpage_url="",  # a local file has no public page; its path must never be published
         media_file=target.name,
         duration=ffmpeg_tools.media_duration(probe),
     )
-    meta.media_duration = _check_downloaded(
-        target, meta, ctx.settings.ingest, ctx.settings.media.max_pixels
-    )
+    # ``target`` is ``path`` linked (or copied): the probe of ``path`` is the probe of it.
+    meta.media_duration = _check_downloaded(target, meta, ctx.settings.ingest, probe)
     _publish_preview(ctx, meta)
     return meta
 
