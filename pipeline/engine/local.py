@@ -25,7 +25,7 @@ from pipeline.core.settings import Settings
 from pipeline.core.stage import Publisher, Stage, StageContext, StageResult
 from pipeline.core.workspace import Workspace
 from pipeline.engine import jobflow
-from pipeline.engine.runner import finished_result, run_stage
+from pipeline.engine.runner import finished_result, run_afresh
 from pipeline.stages import default_dag
 from pipeline.storage import storage_roots
 
@@ -170,8 +170,7 @@ class _JobRun:
             publisher=self.executor.publisher,
             cancel_event=self.stop,
         )
-        result, ran = run_stage(stage, ctx)
-        return _Attempt(result, ran, ctx.warnings)
+        return _Attempt(run_afresh(stage, ctx), ran=True, warnings=ctx.warnings)
 
     def _failed(self, name: str, exc: BaseException) -> None:
         error = as_recast_error(exc, self.storage_roots)

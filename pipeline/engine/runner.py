@@ -34,6 +34,12 @@ def run_stage(stage: Stage, ctx: StageContext) -> tuple[StageResult, bool]:
     previous = finished_result(ctx.workspace, stage.name)
     if previous is not None:
         return previous, False
+    return run_afresh(stage, ctx), True
+
+
+def run_afresh(stage: Stage, ctx: StageContext) -> StageResult:
+    """Run ``stage`` in a fresh partial directory and commit its outputs (for a caller that
+    has looked for an earlier result itself)."""
     ctx.out = ctx.workspace.begin_stage(stage.name)
     ctx.requires = stage.requires  # the readers refuse any other stage's outputs
     try:
@@ -43,7 +49,7 @@ def run_stage(stage: Stage, ctx: StageContext) -> tuple[StageResult, bool]:
         shutil.rmtree(ctx.out, ignore_errors=True)  # a failed attempt's leftovers are garbage
         raise
     ctx.workspace.commit_stage(stage.name)
-    return result, True
+    return result
 
 
 def _write_result(out: Path, result: StageResult) -> None:
