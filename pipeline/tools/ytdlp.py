@@ -89,9 +89,6 @@ def _unsupported_protocol(downloader: Any, info: dict[str, Any]) -> RecastError:
     )
 
 
-_original_external_download = ExternalFD.real_download
-
-
 def _refuse_external_download(fd: Any, filename: str, info: dict[str, Any]) -> Any:
     # Native downloaders delegate too: HlsFD hands SAMPLE-AES, DRM and live playlists to
     # FFmpegFD itself, after the downloader was chosen. Every external program comes here.
