@@ -140,9 +140,6 @@ class UrlPolicy:
                 checked.append(address)
         return checked
 
-    def check_host(self, host: str, port: int) -> None:
-        self.resolve(host, port)
-
     def target(self, url: str) -> tuple[str, int]:
         """The (host, port) of ``url``, refused unless it is plain http(s) with a host."""
         try:
