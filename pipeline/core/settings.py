@@ -14,6 +14,7 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -234,6 +235,23 @@ class ClusterSettings(Section):
         return self
 
 
+class RetentionSettings(Section):
+    """How long finished jobs are kept (docs/ops.md, "Retention"): ``recast prune``, and the
+    workers on their own every ``prune_interval_s``. Published cards are never pruned."""
+
+    job_ttl_s: float = Field(30 * 86400, ge=0)
+    """A finished job (succeeded, failed, cancelled) last changed longer ago than this leaves
+    Redis (record, indexes, logs, events) and takes its workspace with it."""
+    workspace_ttl_s: float = Field(7 * 86400, ge=0)
+    """A finished job's workspace directory goes after this long, before its record: a
+    succeeded job's always; a failed or cancelled one's only when cluster.workspace_store
+    keeps its outputs for a retry (otherwise it lives as long as the record). Jobs of
+    ``recast process`` (job.json) go by their job.json's last change."""
+    prune_interval_s: float = Field(3600, ge=0)
+    """Workers prune this often (the records one worker at a time, under a lease; each its
+    own workspace directory); 0: only ``recast prune`` does."""
+
+
 class ApiSettings(Section):
     """The producer API (workers/api)."""
 
@@ -374,6 +392,198 @@ class OpsSettings(Section):
     bearer header, or the board's login cookie). Retry and cancel always need one."""
 
 
+PROXY_SCHEMES = ("http", "socks4", "socks4a", "socks5", "socks5h")
+"""Proxy schemes yt-dlp's urllib handler (the only one Recast lets it use) can speak."""
+
+_RATE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def parse_rate(value: str) -> int | None:
+    """Bytes per second of a rate such as ``"500K"``, ``"2.5M"`` or ``"100000"`` (yt-dlp's
+    binary units); None for an empty value."""
+    text = value.strip()
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGkmg]?)(?:i?B)?(?:/s)?", text)
+    if not match:
+        raise ValueError(f"{value!r} is not a rate such as 500K, 2M or 100000 (bytes per second)")
+    rate = int(float(match.group(1)) * _RATE_UNITS[match.group(2).upper()])
+    if rate <= 0:
+        raise ValueError(f"{value!r} is not a positive rate")
+    return rate
+
+
+def host_matches(host: str, pattern: str) -> bool:
+    """Whether ``host`` is ``pattern`` or one of its subdomains (case-insensitive); an address
+    matches only itself."""
+    host, pattern = host.lower().rstrip("."), pattern.lower()
+    if host == pattern:
+        return True
+    try:
+        ipaddress.ip_address(pattern)
+    except ValueError:
+        return host.endswith("." + pattern)
+    return False
+
+
+class SiteAccess(Section):
+    """How Recast talks to one site: the hosts it covers and what requests to them carry."""
+
+    hosts: list[str] = []
+    """Host names; each covers itself and its subdomains ("youtube.com": www., m. ...). A media
+    CDN on another domain (googlevideo.com) is covered only when listed."""
+    cookies_file: str = ""
+    """A Netscape-format cookies file whose cookies go with the job's requests (each to the
+    domains it names). Recast only reads it (never writes back what sites set), and logs and
+    publishes nothing of it."""
+    proxy: str = ""
+    """http://, socks4://, socks4a://, socks5:// or socks5h:// proxy for the whole job of a source
+    on these hosts. The proxy itself is trusted (it may be a private address); the hosts fetched
+    through it must still pass the URL policy."""
+    user_agent: str = ""
+    """User-Agent for these hosts; empty: ingest.user_agent."""
+    rate_limit: str = ""
+    """Download rate cap per download (bytes per second, K/M/G allowed: "2M"); empty: none."""
+    max_concurrent_downloads: int = Field(0, ge=0, le=1000)
+    """Downloads from these hosts running at once; 0: no limit."""
+    pace_min_s: float = Field(0.0, ge=0, le=3600)
+    pace_max_s: float = Field(0.0, ge=0, le=3600)
+    """A random pause of pace_min_s to pace_max_s between the starts of two requests to these
+    hosts (counted per process: concurrent jobs in one worker share it); 0: none."""
+
+    @field_validator("hosts")
+    @classmethod
+    def _valid_hosts(cls, value: list[str]) -> list[str]:
+        hosts = []
+        for item in value:
+            host = item.strip().lower().strip(".").removeprefix("[").removesuffix("]")
+            try:
+                host = str(ipaddress.ip_address(host))  # an address covers only itself
+            except ValueError:
+                if not host or "/" in host or ":" in host or " " in host:
+                    raise ValueError(
+                        f"{item!r} is not a host name (no scheme, port or path)"
+                    ) from None
+            hosts.append(host)
+        return hosts
+
+    @field_validator("cookies_file")
+    @classmethod
+    def _readable_cookies(cls, value: str) -> str:
+        if not value:
+            return value
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{value} is not a file")
+        if not os.access(path, os.R_OK):
+            raise ValueError(f"{value} is not readable")
+        return str(path)
+
+    @field_validator("proxy")
+    @classmethod
+    def _valid_proxy(cls, value: str) -> str:
+        if not value:
+            return value
+        scheme, separator, rest = value.partition("://")
+        if not separator or not rest:
+            raise ValueError(f"{value!r} is not a proxy URL such as http://host:3128")
+        if scheme.lower() not in PROXY_SCHEMES:
+            raise ValueError(f"proxy scheme {scheme!r} is not one of {', '.join(PROXY_SCHEMES)}")
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _valid_rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @model_validator(mode="after")
+    def _pace_bounds(self) -> SiteAccess:
+        if self.pace_min_s > self.pace_max_s:
+            raise ValueError("pace_min_s must not be more than pace_max_s")
+        return self
+
+    @property
+    def rate_limit_bytes(self) -> int | None:
+        return parse_rate(self.rate_limit)
+
+    @property
+    def paced(self) -> bool:
+        return self.pace_max_s > 0
+
+    def covers(self, host: str) -> bool:
+        return any(host_matches(host, pattern) for pattern in self.hosts)
+
+
+class HostBackoffSettings(Section):
+    """How Recast backs off a source host that refuses it (pipeline/core/hostgate.py): jobs of
+    a paused host wait, uncounted, instead of failing one by one."""
+
+    enabled: bool = True
+    """Off: refusals fail as they did before (``source.blocked`` at once; a 429 retried within
+    executor.max_attempts, Retry-After as the floor) and no host is ever paused."""
+    burst: int = Field(5, ge=1, le=1000)
+    """Refusals (HTTP 401/403/429, bot checks) of this many different jobs within window_s
+    pause the host."""
+    window_s: float = Field(600.0, gt=0)
+    pause_base_s: float = Field(60.0, gt=0)
+    """The first pause; each further pause without a success in between doubles it. A job
+    refused while the host is not paused waits this long too."""
+    pause_max_s: float = Field(3600.0, gt=0)
+    """The longest pause, also the most of a Retry-After honoured."""
+    probe_interval_s: float = Field(15.0, gt=0)
+    """How often jobs look again while one job tries a host whose pause ended (the probe), or
+    while the site's download slots are all taken."""
+    max_wait_s: float = Field(21600.0, gt=0)
+    """A job that would wait longer than this for a refusing host fails with source.blocked."""
+
+    @model_validator(mode="after")
+    def _pause_bounds(self) -> HostBackoffSettings:
+        if self.pause_base_s > self.pause_max_s:
+            raise ValueError("pause_base_s must not be more than pause_max_s")
+        return self
+
+
+class SourcesSettings(Section):
+    """Per-site access (docs/ops.md, "Per-site access"): a list of [[sources.sites]]."""
+
+    sites: list[SiteAccess] = []
+    backoff: HostBackoffSettings = HostBackoffSettings()
+    """Backing off hosts that refuse us (docs/ops.md, "Blocked sources")."""
+
+    @field_validator("sites")
+    @classmethod
+    def _sites_name_hosts(cls, value: list[SiteAccess]) -> list[SiteAccess]:
+        seen: set[str] = set()
+        for index, site in enumerate(value):
+            if not site.hosts:
+                raise ValueError(f"site {index} lists no hosts")
+            for host in site.hosts:
+                if host in seen:
+                    raise ValueError(f"host {host!r} is listed by two sites")
+                seen.add(host)
+        return value
+
+    def site_for(self, host: str) -> SiteAccess:
+        """The entry whose host pattern matches ``host`` most specifically (the longest), or a
+        default entry (nothing set) when none does."""
+        best: SiteAccess | None = None
+        best_length = -1
+        for site in self.sites:
+            for pattern in site.hosts:
+                if host_matches(host, pattern) and len(pattern) > best_length:
+                    best, best_length = site, len(pattern)
+        return best if best is not None else SiteAccess()
+
+    def site_for_url(self, url: str) -> SiteAccess:
+        """:meth:`site_for` the host of ``url`` (a default entry when it has none)."""
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            host = None
+        return self.site_for(host) if host else SiteAccess()
+
+
 class Settings(BaseSettings):
     """Every setting Recast reads. Build it with :func:`load_settings`."""
 
@@ -392,9 +602,11 @@ class Settings(BaseSettings):
     publish: PublishSettings = PublishSettings()
     transcript: TranscriptSettings = TranscriptSettings()
     cluster: ClusterSettings = ClusterSettings()
+    retention: RetentionSettings = RetentionSettings()
     api: ApiSettings = ApiSettings()
     media: MediaSettings = MediaSettings()
     ops: OpsSettings = OpsSettings()
+    sources: SourcesSettings = SourcesSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -9,8 +9,14 @@
 - downloads the best format up to ``ingest.max_height``, H.264 with AAC first, merged into one
   file, failing (never truncating) when a fragment is missing, and stopping as soon as the
   bytes fetched pass ``ingest.max_filesize_mb``, whatever the downloader;
-- downloads captions (human ones before automatic ones) and the thumbnail;
-- classifies every failure into the error taxonomy (:func:`pipeline.tools.ytdlp.classify`).
+- downloads captions (human ones before automatic ones), made WebVTT by yt-dlp's converter
+  when the source offers TTML, SRT, ASS or YouTube's json3/srv3 only (a track that cannot be
+  converted is left out), and the thumbnail;
+- talks to each host as its entry of ``sources.sites`` says (cookies, proxy, User-Agent, rate
+  cap, pacing: :class:`pipeline.tools.ytdlp.SourceAccess`);
+- classifies every failure into the error taxonomy (:func:`pipeline.tools.ytdlp.classify`);
+- goes through the gate of the source's host (:mod:`pipeline.core.hostgate`): waits while the
+  host is paused or the site's download slots are taken, and reports refusals and success.
 
 Outputs, in the stage directory ``ingest/``: ``info.json`` (:class:`SourceInfo`),
 ``media.<ext>``, ``captions/<lang>.<ext>``, ``thumbnail.jpg`` (names in
@@ -28,6 +34,7 @@ from typing import Any
 
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.fsutil import atomic_write_json, sha256_file
+from pipeline.core.hostgate import HostPass
 from pipeline.core.readers import CAPTIONS_DIR, INFO_FILE, INGEST, THUMBNAIL_FILE
 from pipeline.core.settings import IngestSettings, Settings
 from pipeline.core.source import Chapter, SourceInfo, SubtitleTrack
@@ -36,6 +43,7 @@ from pipeline.core.urlpolicy import UrlPolicy
 from pipeline.tools import ffmpeg_tools
 from pipeline.tools.ytdlp import (
     RecastYoutubeDL,
+    SourceAccess,
     classify,
     fetch_bytes,
     head_content_length,
@@ -77,8 +85,12 @@ def expand(source: str, settings: Settings) -> list[str]:
     check_source(source, settings)
     if local_path(source) is not None:
         return [source]
-    options = ytdlp_options(settings.ingest) | {"extract_flat": "in_playlist", "noplaylist": False}
-    with RecastYoutubeDL(options, url_policy(settings)) as ydl:
+    access = SourceAccess.for_source(settings.sources, source)
+    options = ytdlp_options(settings.ingest, site=access.job_site) | {
+        "extract_flat": "in_playlist",
+        "noplaylist": False,
+    }
+    with RecastYoutubeDL(options, url_policy(settings), access) as ydl:
         try:
             info = ydl.extract_info(source, download=False, process=False)
         except Exception as exc:
@@ -342,13 +354,14 @@ def _ingest_url(ctx: StageContext) -> SourceInfo:
     out = ctx.out
     policy = url_policy(settings)
     policy.check_url(ctx.spec.source)
-    options = ytdlp_options(settings.ingest, ctx) | {
+    access = SourceAccess.for_source(settings.sources, ctx.spec.source)
+    options = ytdlp_options(settings.ingest, ctx, access.job_site) | {
         "outtmpl": {"default": str(out / "media.%(ext)s")},
         "writesubtitles": True,
         "writeautomaticsub": True,
         "progress_hooks": [_SizeGuard(ctx, settings.ingest.max_filesize_mb * MB)],
     }
-    with RecastYoutubeDL(options, policy) as ydl:
+    with RecastYoutubeDL(options, policy, access) as ydl:
         ctx.progress(1, "reading metadata")
         try:
             info = ydl.extract_info(ctx.spec.source, download=False)
@@ -427,7 +440,12 @@ def _publish_preview(ctx: StageContext, meta: SourceInfo) -> None:
 def run(ctx: StageContext) -> StageResult:
     check_source(ctx.spec.source, ctx.settings)
     path = local_path(ctx.spec.source)
-    meta = _ingest_file(ctx, path) if path is not None else _ingest_url(ctx)
+    if path is not None:
+        meta = _ingest_file(ctx, path)
+    else:
+        # A paused host makes the job wait (HostWait) before any request; a refusal is counted.
+        with HostPass(ctx.host_gate, ctx.spec.source, ctx.settings.sources, ctx.job_id):
+            meta = _ingest_url(ctx)
     ctx.progress(100, "downloaded")
     return StageResult.done(
         ctx.out, detail=f"{meta.media_duration or 0:.1f} s of media", card_id=meta.card_id

@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import ffmpeg
 
@@ -131,6 +131,10 @@ OWN_SEGMENTS_INPUT = InputPolicy(
 audio.m4a remux): the concat protocol, never the concat demuxer."""
 GENERATED_INPUT = InputPolicy("generated", protocols=("file",), demuxers=("lavfi",))
 """A test pattern Recast describes itself as a lavfi graph (``recast sample``), never a source."""
+SUBTITLE_INPUT = InputPolicy("subtitles", protocols=("file",), demuxers=("srt", "webvtt", "ass"))
+"""A caption file of the source that yt-dlp's converter turns into WebVTT (TTML is first made
+SRT in Python): the one local file, text subtitle demuxers only, never a playlist or concat
+script whatever the file says it is."""
 
 _POLICY_FLAGS = frozenset({"-protocol_whitelist", "-format_whitelist", "-max_pixels"})
 """The input options every :class:`InputPolicy` sets."""
@@ -630,3 +634,43 @@ def extract_speech_audio(
         cancel_event=cancel_event,
         what="audio extraction",
     )
+
+
+# -- what this ffmpeg can do (``recast doctor``) ---------------------------------------------
+
+ComponentKind = Literal["encoders", "muxers", "filters"]
+_VERSION_LINE = re.compile(r"\S+ version (\S+)")
+_COMPONENT_LINE = re.compile(r"^\s*[A-Z.|]{1,6}\s+([\w,-]+)\s")
+"""A row of ``-encoders``/``-muxers``/``-filters``: capability flags, then the name(s)."""
+
+
+def _ask(args: list[str], timeout_s: float) -> str:
+    try:
+        completed = subprocess.run(args, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise OSError(f"{' '.join(args)} did not answer within {timeout_s:g} s") from exc
+    if completed.returncode != 0:
+        said = completed.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise OSError(f"{' '.join(args)} failed: {said[-1] if said else completed.returncode}")
+    return completed.stdout.decode("utf-8", "replace")
+
+
+def tool_version(binary: str, timeout_s: float = 10.0) -> str:
+    """The version ``binary -version`` reports (``5.1.6-0+deb12u1``) for :data:`FFMPEG` or
+    :data:`FFPROBE`; :class:`OSError` when it is missing, fails or is not ffmpeg's."""
+    first = _ask([binary, "-hide_banner", "-version"], timeout_s).partition("\n")[0]
+    match = _VERSION_LINE.match(first)
+    if match is None:
+        raise OSError(f"{binary} -version does not say a version: {first[:80]!r}")
+    return match.group(1)
+
+
+def available_components(kind: ComponentKind, timeout_s: float = 10.0) -> frozenset[str]:
+    """The encoders, muxers or filters :data:`FFMPEG` was built with (``ffmpeg -<kind>``);
+    :class:`OSError` when it cannot be run."""
+    names: set[str] = set()
+    for line in _ask([FFMPEG, "-hide_banner", f"-{kind}"], timeout_s).splitlines():
+        match = _COMPONENT_LINE.match(line)
+        if match is not None and match.group(1) != "=":  # "=": the legend above the rows
+            names.update(match.group(1).split(","))
+    return frozenset(names)
