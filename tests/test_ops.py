@@ -170,6 +170,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             executor={"max_attempts": 2, "retry_base_delay_s": 0.2},
             api={"tokens": [TOKEN]},
             ops=OPS_TEST_SETTINGS,
+            # Refused sources fail at once here, feeding the source.blocked burst alert; with
+            # the host backoff on they wait instead (tests/test_host_backoff.py).
+            sources={"backoff": {"enabled": False}},
             **tiny_sections(),
         )
         config = write_config(tmp / "recast.toml", settings)

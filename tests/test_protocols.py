@@ -35,6 +35,7 @@ from pipeline.engine.distributed.counters import (
     Measure,
     Stats,
 )
+from pipeline.engine.distributed.hostgate import RedisHostGate
 from pipeline.engine.distributed.jobstore import Effects, JobRecord, JobStore
 from pipeline.engine.distributed.keys import LAYOUT, RedisKeys
 from pipeline.engine.distributed.stagerun import StageRunner
@@ -247,6 +248,7 @@ def test_every_key_in_redis_belongs_to_the_documented_layout(
     )
     view = OpsView(settings, store)
     view.report_worker("w1@host", ["ingest"], 2)
+    RedisHostGate(store, settings.sources.backoff).refuse("example.org", record.id, "HTTP 429", 60)
     view.snapshot()
     handler = JobLogHandler(store.redis, prefix, settings.ops)
     line = {"name": "recast.stage.ingest", "msg": "hello", "levelno": 20, "levelname": "INFO"}

@@ -121,6 +121,7 @@ def _already_ingested(source: str, settings: Settings) -> bool:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
+    from pipeline.core.hostgate import InMemoryHostGate
     from pipeline.engine.local import LocalExecutor
     from pipeline.publish.publisher import CardPublisher
     from pipeline.stages.ingest import expand
@@ -135,6 +136,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     failures: list[RecastError | None] = []
     publisher = CardPublisher(settings)
+    host_gate = InMemoryHostGate(settings.sources.backoff)  # one for every job of this run
     for submitted in args.sources:
         try:
             sources = (
@@ -151,7 +153,10 @@ def cmd_process(args: argparse.Namespace) -> int:
             options = {FORCE_OPTION: True} if args.replace_card else {}
             spec = JobSpec(source=source, event=args.event, options=options)
             with StageBars(console, enabled=bars_enabled) as bars:
-                state = LocalExecutor(settings, observer=bars, publisher=publisher).run(spec)
+                executor = LocalExecutor(
+                    settings, observer=bars, publisher=publisher, host_gate=host_gate
+                )
+                state = executor.run(spec)
             results.append(_job_summary(state, settings))
             if state.status is JobStatus.SUCCEEDED:
                 if not args.json:

@@ -25,6 +25,9 @@ class ErrorCode(StrEnum):
     SOURCE_FORBIDDEN = "source.forbidden"
     SOURCE_GEO_BLOCKED = "source.geo_blocked"
     SOURCE_BLOCKED = "source.blocked"
+    SOURCE_HOST_PAUSED = "source.host_paused"
+    """The source's host is paused after refusals (or its download slots are taken): the
+    stage waits, uncounted, and runs again later (pipeline/core/hostgate.py)."""
     SOURCE_LIVE = "source.live"
     SOURCE_INCOMPLETE = "source.incomplete"
     SOURCE_UNSUPPORTED_PROTOCOL = "source.unsupported_protocol"
@@ -67,6 +70,7 @@ TRANSIENT_CODES: frozenset[ErrorCode] = frozenset(
         ErrorCode.NETWORK_RATE_LIMITED,
         ErrorCode.NETWORK_SERVER_ERROR,
         ErrorCode.NETWORK_CONNECTION,
+        ErrorCode.SOURCE_HOST_PAUSED,
         ErrorCode.STAGE_STALLED,
         ErrorCode.STAGE_TIMEOUT,
         ErrorCode.STAGE_INTERRUPTED,
@@ -98,7 +102,10 @@ HINTS: dict[ErrorCode, str] = {
     ErrorCode.SOURCE_NO_VIDEO: "Give the URL of the recording itself, not a page around it.",
     ErrorCode.SOURCE_FORBIDDEN: "Use a public http(s) URL, or allow the network in settings.",
     ErrorCode.SOURCE_GEO_BLOCKED: "Fetch it from a worker in a region where it is available.",
-    ErrorCode.SOURCE_BLOCKED: "The site is refusing us; wait, or supply cookies in settings.",
+    ErrorCode.SOURCE_BLOCKED: (
+        "The site is refusing us; give its sources.sites entry a cookies_file, then retry."
+    ),
+    ErrorCode.SOURCE_HOST_PAUSED: "Nothing to do: the job waits until the host answers again.",
     ErrorCode.SOURCE_LIVE: "Submit it again once the stream has ended and a recording exists.",
     ErrorCode.SOURCE_INCOMPLETE: "The source is missing parts; try again later or another copy.",
     ErrorCode.SOURCE_UNSUPPORTED_PROTOCOL: (

@@ -99,6 +99,9 @@ class StageState(BaseModel):
     finished_at: datetime | None = None
     error: ErrorInfo | None = None
     warnings: list[str] = Field(default_factory=list)
+    waiting_since: datetime | None = None
+    """When the stage began waiting for a source host that refuses us (it fails with
+    ``source.blocked`` past ``sources.backoff.max_wait_s``); None once it finished."""
 
 
 class JobState(BaseModel):

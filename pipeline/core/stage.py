@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.fsutil import sha256_file
+from pipeline.core.hostgate import HostGate, InMemoryHostGate
 from pipeline.core.job import JobSpec, JobState, StageStatus
 from pipeline.core.settings import Settings
 from pipeline.core.workspace import Workspace
@@ -163,6 +164,9 @@ class StageContext:
     requires: tuple[str, ...] = ()
     """The stages this one declared (``Stage.requires``), the only ones it may read; the
     runner sets it from the declaration (:func:`pipeline.engine.runner.run_stage`)."""
+    host_gate: HostGate = field(default_factory=InMemoryHostGate)
+    """The gates of source hosts a stage fetches from (pipeline/core/hostgate.py): the
+    executor's (in memory for the local one, in Redis for workers); a fresh one by default."""
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:

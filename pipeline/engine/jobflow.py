@@ -12,6 +12,7 @@ A stage::
     PENDING ─start─► RUNNING ─done─► DONE | SKIPPED
       ▲  │              │
       │  │              ├─ transient error, budget left; worker lost or shut down ─► PENDING
+      │  │              ├─ waiting for its source's host (uncounted, within max_wait) ─► PENDING
       │  │              ├─ failed for good ─► FAILED
       │  │              └─ stopped after its job ended (cancel) ─► CANCELLED
       │  └─ its job ended ─► CANCELLED
@@ -35,7 +36,9 @@ was still writing outlives the withdrawal. Cancel ends the job the same way, exc
 running stages are told to stop.
 
 Retry decisions are made by the caller with :func:`pipeline.core.errors.retry_decision` and
-passed in; this module only applies them.
+passed in; this module only applies them. A stage that only *waits* (its source's host is
+paused: :mod:`pipeline.core.hostgate`) takes :func:`on_stage_waiting` instead, outside any
+retry budget.
 """
 
 from __future__ import annotations
@@ -183,6 +186,7 @@ def on_stage_done(state: JobState, dag: Dag, name: str, status: StageStatus) -> 
     stage.progress = 100.0
     stage.finished_at = utcnow()
     stage.error = None
+    stage.waiting_since = None
     return _settle(state, dag, Transition(ready=ready(state, dag)), was_running)
 
 
@@ -217,6 +221,41 @@ def on_stage_failed(
     transition = _end_job(state, dag, JobStatus.FAILED, error, stop_running=policy.stop_running)
     transition.failed = name
     return transition
+
+
+def on_stage_waiting(
+    state: JobState,
+    dag: Dag,
+    name: str,
+    delay_s: float,
+    detail: str,
+    *,
+    give_up: ErrorInfo | None = None,
+    max_wait_s: float = 0.0,
+) -> Transition:
+    """A run of ``name`` could not start its work: what it fetches from is not available
+    now (its source's host is paused). Pending again after ``delay_s``, with ``detail``
+    shown, and the attempt it spent given back: waiting is not failing, and no retry budget
+    covers it. With ``give_up``, the wait counts towards ``max_wait_s`` from the first one
+    (``StageState.waiting_since``): a wait that would end past it fails the stage for good
+    with ``give_up`` instead. Cancelled if the job has ended."""
+    stage = stage_state(state, name)
+    was_running = stage.status is StageStatus.RUNNING
+    if not is_active(state):
+        stage.status = StageStatus.CANCELLED
+        stage.finished_at = utcnow()
+        return _settle(state, dag, Transition(), was_running)
+    now = utcnow()
+    if give_up is not None:
+        since = stage.waiting_since or now
+        stage.waiting_since = since
+        if (now - since).total_seconds() + delay_s > max_wait_s:
+            return on_stage_failed(state, dag, name, give_up, GIVE_UP)
+    stage.status = StageStatus.PENDING
+    stage.attempts = max(0, stage.attempts - 1)
+    stage.detail = detail
+    stage.error = None
+    return Transition(retry_in={name: delay_s})
 
 
 def on_stage_interrupted(state: JobState, dag: Dag, name: str, detail: str) -> Transition:

@@ -3,7 +3,9 @@
 This is the embedded default (``recast process URL``): no broker, no Redis. Job state is kept
 in the workspace's job.json, so a re-run resumes where the last run stopped. Transient errors
 are retried with backoff (``executor.max_attempts``; ``storage.unavailable`` for as long as
-``storage.retry_span_s`` at least). What a failure for good or a cancel (``cancel_event``)
+``storage.retry_span_s`` at least). A stage whose source host is paused waits, uncounted
+(:mod:`pipeline.core.hostgate`, in memory: one gate per executor, shared by the jobs it runs,
+even at once from several threads). What a failure for good or a cancel (``cancel_event``)
 does to the rest of the job is decided by the job state machine, :mod:`pipeline.engine.jobflow`,
 the same as for the distributed executor; this module runs stages on a thread pool and
 carries out its transitions.
@@ -20,6 +22,7 @@ from typing import Protocol
 
 from pipeline.core.dag import Dag
 from pipeline.core.errors import ErrorCode, as_recast_error, retry_decision, storage_failure
+from pipeline.core.hostgate import HostGate, HostWait, InMemoryHostGate
 from pipeline.core.job import ErrorInfo, JobSpec, JobState, JobStatus, utcnow
 from pipeline.core.settings import Settings
 from pipeline.core.stage import Publisher, Stage, StageContext, StageResult
@@ -48,6 +51,12 @@ class LocalExecutor:
     observer: JobObserver | None = None
     publisher: Publisher | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    host_gate: HostGate | None = None
+    """The gates of source hosts (pass one to share it between executors); by default one of
+    this executor's own, under ``sources.backoff``."""
+
+    def __post_init__(self) -> None:
+        self.gate: HostGate = self.host_gate or InMemoryHostGate(self.settings.sources.backoff)
 
     def run(self, spec: JobSpec) -> JobState:
         workspace = Workspace.for_job(self.settings.storage.workspace, spec.job_id)
@@ -169,11 +178,15 @@ class _JobRun:
             on_progress=self._on_progress,
             publisher=self.executor.publisher,
             cancel_event=self.stop,
+            host_gate=self.executor.gate,
         )
         return _Attempt(run_afresh(stage, ctx), ran=True, warnings=ctx.warnings)
 
     def _failed(self, name: str, exc: BaseException) -> None:
         error = as_recast_error(exc, self.storage_roots)
+        if isinstance(error, HostWait):
+            self._waiting(name, error)
+            return
         if error.code is ErrorCode.INTERNAL:
             log.error(
                 "stage %s crashed",
@@ -193,6 +206,29 @@ class _JobRun:
         info = ErrorInfo.from_error(error)
         with self.lock:
             transition = jobflow.on_stage_failed(self.state, self.dag, name, info, decision)
+        self._update(name)
+        self._stepped(transition)
+
+    def _waiting(self, name: str, wait: HostWait) -> None:
+        """The stage's source host is paused: pending again after the wait, uncounted."""
+        backoff = self.settings.sources.backoff
+        give_up = ErrorInfo.from_error(wait.gave_up(backoff.max_wait_s)) if wait.blocked else None
+        log.info(
+            "stage %s %s",
+            name,
+            wait.wait.detail,
+            extra={"job_id": self.state.id, "stage": name},
+        )
+        with self.lock:
+            transition = jobflow.on_stage_waiting(
+                self.state,
+                self.dag,
+                name,
+                wait.wait.delay_s,
+                wait.wait.detail,
+                give_up=give_up,
+                max_wait_s=backoff.max_wait_s,
+            )
         self._update(name)
         self._stepped(transition)
 

@@ -10,7 +10,8 @@ retries: a view of a cluster whose Redis is down says so at once.
 What counts as what:
 
 - a stage *waits* in its stage's queue from when it was scheduled (``queued_at``) until a
-  worker starts it (its job queued or running, the stage pending); the *depth* of a queue is
+  worker starts it (its job queued or running, the stage pending); a stage scheduled for
+  later (a retry's backoff, a paused source host) waits only from then; the *depth* of a queue is
   the number of waiting stages, its *oldest wait* the age of the longest-waiting one;
 - a worker is *live* while its presence key lives (``cluster.reaper_stale_s``), *busy* while
   it runs a stage; workers also report their concurrency and workspace disk
@@ -18,7 +19,9 @@ What counts as what:
 - *alerts worth a page*: a queue of the DAG with no live worker, a queue whose oldest wait is
   over ``ops.max_wait_s``, ``ops.blocked_burst`` or more ``source.blocked`` failures within
   ``ops.blocked_window_s`` (the job store's per-stage error counters for ``source.blocked``
-  now, against the sample taken at the window's start), a workspace disk under
+  now, against the sample taken at the window's start), a source host paused after refusals
+  or being tried again after its pause (``source.blocked`` too, one per host, from the host
+  gate in Redis: :mod:`pipeline.engine.distributed.hostgate`), a workspace disk under
   ``ops.min_free_disk_gb`` or ``ops.min_free_disk_ratio`` free, Redis unreachable.
 """
 
@@ -39,11 +42,13 @@ from pydantic import BaseModel, Field
 
 from pipeline.core.dag import Dag
 from pipeline.core.errors import ErrorCode
+from pipeline.core.hostgate import HostStatus, WaitReason, clock
 from pipeline.core.job import ErrorInfo, JobStatus, StageStatus
 from pipeline.core.redact import public_text, public_url
 from pipeline.core.settings import Settings
 from pipeline.core.stage import Queue
 from pipeline.engine.distributed.counters import JobCounter, Stats
+from pipeline.engine.distributed.hostgate import RedisHostGate
 from pipeline.engine.distributed.jobstore import REDIS_DOWN, JobEvent, JobRecord, JobStore
 from pipeline.engine.distributed.keys import RedisKeys
 from pipeline.ops.opshistory import History, Sample, Throughput, increase, throughput
@@ -196,6 +201,8 @@ class Snapshot(BaseModel):
     failures: list[Failure] = Field(default_factory=list)
     throughput: Throughput | None = None
     disks: list[DiskView] = Field(default_factory=list)
+    hosts: list[HostStatus] = Field(default_factory=list)
+    """Source hosts paused after refusals, or being tried again after a pause: their jobs wait."""
     alerts: list[Alert] = Field(default_factory=list)
 
 
@@ -222,6 +229,7 @@ class OpsView:
         self.history = History(
             self.redis, self.store.prefix, self.ops.sample_interval_s, self.ops.history_s
         )
+        self.host_gate = RedisHostGate(self.store, settings.sources.backoff)
 
     # -- the snapshot ------------------------------------------------------------------------
 
@@ -261,6 +269,7 @@ class OpsView:
             failures=self._failures(),
             throughput=throughput(history, current, THROUGHPUT_WINDOW_S, THROUGHPUT_BUCKETS),
             disks=disks,
+            hosts=self.host_gate.hosts(),
         )
         blocked = increase(history, current, self.ops.blocked_window_s, _blocked)
         snapshot.alerts = self._alerts(snapshot, blocked)
@@ -322,8 +331,10 @@ class OpsView:
                 if queue is None:
                     continue
                 runtime = record.stage_runtime(name)
-                if state.status is StageStatus.PENDING and runtime.queued_at is not None:
-                    waiting.setdefault(queue, []).append(runtime.queued_at)
+                queued_at = runtime.queued_at
+                if state.status is StageStatus.PENDING and queued_at is not None:
+                    if queued_at <= now:
+                        waiting.setdefault(queue, []).append(queued_at)
                 elif state.status is StageStatus.RUNNING:
                     running.setdefault(queue, set()).add(f"{record.id}/{name}")
                     if runtime.worker:
@@ -508,6 +519,8 @@ class OpsView:
                     threshold=float(ops.blocked_burst),
                 )
             )
+        for host in snapshot.hosts:
+            alerts.append(paused_host_alert(host))
         for disk in snapshot.disks:
             low = disk_low(disk, ops.min_free_disk_gb, ops.min_free_disk_ratio)
             if low:
@@ -522,6 +535,28 @@ class OpsView:
                     )
                 )
         return alerts
+
+
+def paused_host_alert(host: HostStatus) -> Alert:
+    """The ``source.blocked`` alert of one host that refused us: its jobs wait meanwhile."""
+    cause = f" ({host.cause})" if host.cause else ""
+    until = clock(host.paused_until.timestamp())
+    if host.state is WaitReason.PAUSED:
+        message = (
+            f"{host.host} is paused until {until} after {host.refusals} refusals{cause}; "
+            "its jobs wait."
+        )
+    else:
+        message = (
+            f"{host.host} was paused until {until}{cause}; one job is trying it again, "
+            "the others wait."
+        )
+    return Alert(
+        kind=AlertKind.SOURCE_BLOCKED,
+        host=host.host,
+        message=message,
+        value=float(host.refusals),
+    )
 
 
 def disk_low(disk: DiskView, min_free_gb: float, min_free_ratio: float) -> bool:

@@ -51,6 +51,7 @@ class ClusterCollector(Collector):
         yield from _jobs(snapshot)
         yield from _stages(snapshot)
         yield from _queues(snapshot)
+        yield from _hosts(snapshot)
         yield from self._measurements()
 
     def _measurements(self) -> Iterator[Metric]:
@@ -196,6 +197,19 @@ def _queues(snapshot: Snapshot) -> Iterator[Metric]:
     for item in snapshot.disks:
         disk.add_metric([item.host], float(item.free_bytes))
     yield disk
+
+
+def _hosts(snapshot: Snapshot) -> Iterator[Metric]:
+    paused = GaugeMetricFamily(
+        "recast_source_host_paused_seconds",
+        "Seconds left in the pause of a source host that refused us (0 while one job tries it "
+        "again after the pause), by host; absent when no host is paused.",
+        labels=["host"],
+    )
+    for host in snapshot.hosts:
+        left = (host.paused_until - snapshot.time).total_seconds()
+        paused.add_metric([host.host], max(0.0, left))
+    yield paused
 
 
 def render(view: OpsView) -> bytes:

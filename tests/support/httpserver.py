@@ -1,11 +1,14 @@
 """A local threaded HTTP server for tests: files with range requests, pages, redirects, chosen
-error statuses, and a log of every request it got. yt-dlp runs against it for real."""
+error statuses, a switch that makes it refuse (403, 429 with Retry-After...) every request or
+the next few, by host name, and a log of every request it got, with its host and times. yt-dlp
+runs against it for real."""
 
 from __future__ import annotations
 
 import mimetypes
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +39,29 @@ class LoggedRequest:
     status: int
     bytes_sent: int
     range: str | None
+    host: str = ""
+    """The Host header's name, without the port."""
+    started: float = 0.0
+    """When the request arrived (time.monotonic())."""
+    ended: float = 0.0
+    """When the answer had been sent."""
+
+
+@dataclass
+class Refusal:
+    """What :meth:`MediaServer.refuse` answers instead of the content."""
+
+    status: int
+    headers: dict[str, str]
+    hosts: frozenset[str] | None
+    """Only requests to these host names (Host header); None: every request."""
+    remaining: int | None
+    """Requests left to refuse; None: until :meth:`MediaServer.allow`."""
+
+    def applies(self, host: str) -> bool:
+        return (self.remaining is None or self.remaining > 0) and (
+            self.hosts is None or host in self.hosts
+        )
 
 
 Route = Callable[["_Handler"], Response]
@@ -55,9 +81,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(head=False)
 
     def _serve(self, head: bool) -> None:
+        started = time.monotonic()
         path = self.path.split("?", 1)[0]
-        route = self.server.routes.get(path)
-        response = route(self) if route is not None else self._file(path)
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].lower()
+        refusal = self._refusal(host)
+        if refusal is not None:
+            response = Response(refusal.status, b"refused", dict(refusal.headers))
+        else:
+            route = self.server.routes.get(path)
+            response = route(self) if route is not None else self._file(path)
         body = response.body
         status = response.status
         headers = dict(response.headers)
@@ -93,7 +125,27 @@ class _Handler(BaseHTTPRequestHandler):
             except (BrokenPipeError, ConnectionResetError):
                 sent = -1
         with self.server.lock:
-            self.server.log.append(LoggedRequest(self.command, path, status, sent, range_header))
+            self.server.log.append(
+                LoggedRequest(
+                    self.command,
+                    path,
+                    status,
+                    sent,
+                    range_header,
+                    host=host,
+                    started=started,
+                    ended=time.monotonic(),
+                )
+            )
+
+    def _refusal(self, host: str) -> Refusal | None:
+        with self.server.lock:
+            refusal = self.server.refusal
+            if refusal is None or not refusal.applies(host):
+                return None
+            if refusal.remaining is not None:
+                refusal.remaining -= 1
+            return refusal
 
     def _send_stream(self, pieces: Iterable[bytes]) -> int:
         sent = 0
@@ -120,6 +172,7 @@ class _Server(ThreadingHTTPServer):
     routes: dict[str, Route]
     log: list[LoggedRequest]
     lock: threading.Lock
+    refusal: Refusal | None
 
 
 class MediaServer:
@@ -133,6 +186,7 @@ class MediaServer:
         self.httpd.routes = {}
         self.httpd.log = []
         self.httpd.lock = threading.Lock()
+        self.httpd.refusal = None
         self.host = host
         self.port = self.httpd.server_address[1]
         # A short poll: shutdown() waits for the loop to notice, 0.5 s per server by default.
@@ -172,6 +226,29 @@ class MediaServer:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(source.read_bytes())
         return self.url(relative)
+
+    def refuse(
+        self,
+        status: int,
+        headers: dict[str, str] | None = None,
+        *,
+        hosts: tuple[str, ...] | None = None,
+        times: int | None = None,
+    ) -> None:
+        """Answer ``status`` (with ``headers``: ``{"Retry-After": "2"}``) instead of anything,
+        to requests for ``hosts`` (every host when None), the next ``times`` (or all) of them."""
+        with self.httpd.lock:
+            self.httpd.refusal = Refusal(
+                status,
+                dict(headers or {}),
+                frozenset(hosts) if hosts is not None else None,
+                times,
+            )
+
+    def allow(self) -> None:
+        """Stop refusing: answer as the routes and files say."""
+        with self.httpd.lock:
+            self.httpd.refusal = None
 
     @property
     def requests(self) -> list[LoggedRequest]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
 from pipeline.core.dag import Dag
@@ -90,7 +91,9 @@ def carry_out(record: JobRecord, transition: Transition, effects: Effects) -> No
             runtime.queued_at = now
             effects.dispatch[name] = 0.0
     for name, delay in transition.retry_in.items():
-        record.stage_runtime(name).queued_at = now
+        # Queued once the backoff or wait is over (a stage waiting for a paused host is not
+        # in its queue's depth meanwhile); sending it sets the time again.
+        record.stage_runtime(name).queued_at = now + timedelta(seconds=delay)
         effects.dispatch[name] = delay
     effects.undispatch.extend(transition.cancelled)
     if transition.failed is not None:

@@ -110,6 +110,8 @@ class JobEvent(StrEnum):
     STAGE_STARTED = "stage.started"
     STAGE_FINISHED = "stage.finished"
     STAGE_RETRYING = "stage.retrying"
+    STAGE_WAITING = "stage.waiting"
+    """The stage's source host is paused: it waits, uncounted (pipeline.core.hostgate)."""
     STAGE_FAILED = "stage.failed"
     STAGE_CANCELLED = "stage.cancelled"
     STAGE_WORKER_LOST = "stage.worker_lost"

@@ -20,6 +20,7 @@ Keys, under the prefix ``cluster.key_prefix`` (``recast``)::
     ops:sample-lock            one sample per interval, cluster-wide          ops.opshistory
     ops:worker:<hostname>      a worker's report (concurrency, disk)          ops.opsview
     joblog:<id>:<stage>        a stage's log: bounded list of JSON lines      ops.joblog
+    host:<host>                a source host's gate: pause, refusals, slots   hostgate, opsview
 
 The names inside the two counter hashes (``stats``, ``metrics:*``) are owned by
 :mod:`pipeline.engine.distributed.counters`. Sorted-set members that name a stage of a job
@@ -131,6 +132,22 @@ class RedisKeys:
     def job_log(self, job_id: str, stage: str) -> str:
         return self._key("joblog", job_id, stage)
 
+    # -- source hosts ------------------------------------------------------------------------
+
+    def source_host(self, host: str) -> str:
+        return self._key("host", host)
+
+    @property
+    def source_host_pattern(self) -> str:
+        """A SCAN pattern matching every :meth:`source_host` key."""
+        return self.source_host("*")
+
+    def host_of(self, key: str | bytes) -> str | None:
+        """The host of a :meth:`source_host` key; None for any other key."""
+        text = _text(key)
+        start = self.source_host("")
+        return text.removeprefix(start) if text.startswith(start) else None
+
     # -- the layout as a whole ---------------------------------------------------------------
 
     def kind_of(self, key: str | bytes) -> str | None:
@@ -166,6 +183,7 @@ LAYOUT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("ops:sample-lock", r"ops:sample-lock"),
         ("ops:worker:<hostname>", rf"ops:worker:{_REST}"),
         ("joblog:<id>:<stage>", rf"joblog:{_PART}:{_PART}"),
+        ("host:<host>", rf"host:{_REST}"),
     )
 )
 """Every key of the layout (as the module's docstring lists it) and what it matches."""

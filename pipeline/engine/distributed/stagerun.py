@@ -13,7 +13,9 @@ What a worker's task calls (workers/tasks.py). It:
 4. records the outcome as a step of the job state machine (:mod:`pipeline.engine.jobflow`,
    the local executor's too): done (and queues the stages that became ready), a retry later
    with backoff and jitter for a transient error (:func:`pipeline.core.errors.retry_decision`;
-   a storage outage, ``storage.unavailable``, for ``storage.retry_span_s`` at least), or the
+   a storage outage, ``storage.unavailable``, for ``storage.retry_span_s`` at least), a wait
+   for a paused source host (back to the outbox for the time left, uncounted, so no worker
+   holds a task while it waits: :mod:`pipeline.core.hostgate`, here in Redis), or the
    stage's failure for good, which fails the job at once (pending stages cancelled, running
    ones finish). The run that leaves a failed or cancelled job with no stage running
    withdraws what the job published early. Every write is fenced by the lock token: a run
@@ -32,6 +34,7 @@ from enum import StrEnum
 
 from pipeline.core import readers
 from pipeline.core.errors import ErrorCode, RecastError, as_recast_error, retry_decision
+from pipeline.core.hostgate import HostGate, HostWait
 from pipeline.core.job import ErrorInfo, StageStatus
 from pipeline.core.settings import Settings
 from pipeline.core.stage import Publisher, Stage, StageContext, StageResult
@@ -39,6 +42,7 @@ from pipeline.core.workspace import Workspace
 from pipeline.engine import jobflow
 from pipeline.engine.distributed import counters
 from pipeline.engine.distributed.coordinator import Coordinator, carry_out, follow_up
+from pipeline.engine.distributed.hostgate import RedisHostGate
 from pipeline.engine.distributed.jobstore import (
     REDIS_DOWN,
     Effects,
@@ -63,6 +67,7 @@ class StageRunOutcome(StrEnum):
     NOT_RUNNABLE = "not-runnable"
     BUSY = "busy"
     RETRY = "retry"
+    WAITING = "waiting"
     FAILED = "failed"
     CANCELLED = "cancelled"
     LOST_LOCK = "lost-lock"
@@ -116,6 +121,7 @@ class StageRunner:
         publisher: Publisher | None = None,
         remote: RemoteWorkspace | None = None,
         translate: Translate | None = None,
+        host_gate: HostGate | None = None,
     ):
         self.coordinator = coordinator
         self.settings: Settings = coordinator.settings
@@ -124,6 +130,7 @@ class StageRunner:
         self.publisher = publisher
         self.remote = remote
         self.translate = translate
+        self.host_gate = host_gate or RedisHostGate(self.store, self.settings.sources.backoff)
 
     def execute(
         self, job_id: str, stage_name: str, *, task_id: str, worker: str
@@ -210,6 +217,7 @@ class StageRunner:
             on_progress=_ProgressWriter(self.store, job_id, token),
             publisher=self.publisher,
             cancel_event=heartbeat.cancel_event,
+            host_gate=self.host_gate,
         )
         try:
             if runtime.fresh:
@@ -318,6 +326,8 @@ class StageRunner:
         outcome = StageRunOutcome.LOST_LOCK
         transition = jobflow.Transition()
         stopped = error.code is ErrorCode.JOB_CANCELLED or self.store.is_cancelled(job_id)
+        if isinstance(error, HostWait) and not stopped:
+            return self._waiting(job_id, stage, token, error)
         config = self.settings.executor
         info = ErrorInfo.from_error(
             RecastError(ErrorCode.JOB_CANCELLED, "The job was cancelled.") if stopped else error
@@ -351,6 +361,48 @@ class StageRunner:
             return effects
 
         record = self.store.transact(job_id, failed)
+        follow_up(self.store, self.publisher, record, transition)
+        return outcome
+
+    def _waiting(self, job_id: str, stage: Stage, token: str, wait: HostWait) -> StageRunOutcome:
+        """The stage's source host is paused: back to the outbox for the time left, its
+        attempt given back (or failed with ``source.blocked`` past the longest wait)."""
+        outcome = StageRunOutcome.LOST_LOCK
+        transition = jobflow.Transition()
+        backoff = self.settings.sources.backoff
+        give_up = ErrorInfo.from_error(wait.gave_up(backoff.max_wait_s)) if wait.blocked else None
+
+        def waiting(record: JobRecord) -> Effects | None:
+            nonlocal outcome, transition
+            transition = jobflow.Transition()
+            if record.stage_runtime(stage.name).token != token:
+                outcome = StageRunOutcome.LOST_LOCK
+                return None
+            effects = Effects(clear_heartbeat=[stage.name])
+            transition = jobflow.on_stage_waiting(
+                record.state,
+                self.dag,
+                stage.name,
+                wait.wait.delay_s,
+                wait.wait.detail,
+                give_up=give_up,
+                max_wait_s=backoff.max_wait_s,
+            )
+            status = record.stage(stage.name).status
+            if status is StageStatus.FAILED:
+                outcome = StageRunOutcome.FAILED
+                effects.count(counters.stage_errors(stage.name, ErrorCode.SOURCE_BLOCKED))
+            elif status is StageStatus.PENDING:
+                outcome = StageRunOutcome.WAITING
+                effects.count(counters.stage_errors(stage.name, wait.code))
+                effects.event(JobEvent.STAGE_WAITING, record, stage.name, host=wait.wait.host)
+            else:
+                outcome = StageRunOutcome.CANCELLED
+                effects.event(JobEvent.STAGE_CANCELLED, record, stage.name)
+            carry_out(record, transition, effects)
+            return effects
+
+        record = self.store.transact(job_id, waiting)
         follow_up(self.store, self.publisher, record, transition)
         return outcome
 
