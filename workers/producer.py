@@ -1,13 +1,18 @@
 """What producers do, for the API and the CLI: submit, follow, cancel and retry jobs.
 
-Submitting checks every URL against the URL policy before anything is created, expands
-playlists into one job per entry, and returns the existing job for a source and options
-submitted before (unless forced).
+Submitting checks every source against the URL policy before anything is created (each host
+is resolved once, the hosts of one request at the same time), then records one job per source
+and returns at once: a URL's job waits for a worker to look it up (``recast.expand``,
+:mod:`pipeline.engine.distributed.expansion`), which runs it as a single video under the same
+id, or makes it the parent of one job per playlist entry (``record.expansion.children``). A
+local file (the CLI's) cannot be a playlist: its job is scheduled at once. The same source and
+options submitted before give the existing job (unless forced).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,11 +22,15 @@ from celery import Celery
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.job import JobSpec, JobStatus
 from pipeline.core.settings import Settings
-from pipeline.engine.distributed.coordinator import Coordinator
-from pipeline.engine.distributed.jobstore import JobRecord, JobStore, Page
-from pipeline.stages.ingest import check_source, expand, local_path, url_policy
+from pipeline.engine.distributed.coordinator import Coordinator, JobConflict
+from pipeline.engine.distributed.expansion import Expander
+from pipeline.engine.distributed.jobstore import JobPosition, JobRecord, JobStore, KeysetPage
+from pipeline.stages.ingest import check_source, local_path, url_policy
 from workers.dispatch import CeleryDispatcher
 from workers.runtime import make_publisher
+
+RESOLVERS = 16
+"""Host look-ups of one submission running at the same time."""
 
 
 @dataclass(frozen=True)
@@ -39,19 +48,37 @@ class Producer:
         self.settings = settings
         self.store = store or JobStore(settings.cluster)
         self.app = app or create_celery(settings)
+        self.dispatcher = CeleryDispatcher(self.app, settings)
         self.coordinator = Coordinator(
-            settings,
-            self.store,
-            CeleryDispatcher(self.app, settings),
-            publisher=make_publisher(settings),
+            settings, self.store, self.dispatcher, publisher=make_publisher(settings)
         )
+        self.expander = Expander(self.coordinator)
 
-    def check(self, source: str, *, allow_local: bool) -> None:
-        if local_path(source) is not None and not allow_local:
-            raise RecastError(
-                ErrorCode.SOURCE_FORBIDDEN, "Only http and https URLs are accepted here."
-            )
-        check_source(source, self.settings)
+    def check_all(self, sources: Sequence[str], *, allow_local: bool) -> None:
+        """Refuse the first source (in order) that may not be fetched. Everything that needs
+        only the URL is checked per source; each (host, port) is resolved once, all of them
+        at the same time."""
+        policy = url_policy(self.settings)
+        targets: dict[str, tuple[str, int]] = {}
+        for source in sources:
+            if local_path(source) is None:
+                targets[source] = policy.target(source)
+            elif not allow_local:
+                raise RecastError(
+                    ErrorCode.SOURCE_FORBIDDEN, "Only http and https URLs are accepted here."
+                )
+            else:
+                check_source(source, self.settings)
+        hosts = list(dict.fromkeys(targets.values()))
+        if not hosts:
+            return
+        with ThreadPoolExecutor(min(RESOLVERS, len(hosts))) as pool:
+            found = pool.map(lambda target: _refusal(policy.resolve, target), hosts)
+            refusals = dict(zip(hosts, found, strict=True))
+        for target in targets.values():
+            refusal = refusals[target]
+            if refusal is not None:
+                raise refusal
 
     def submit(
         self,
@@ -64,18 +91,13 @@ class Producer:
         force: bool = False,
         allow_local: bool = False,
     ) -> list[Submitted]:
-        """One job per source (per playlist entry); every source is checked first."""
-        for source in sources:
-            self.check(source, allow_local=allow_local)
+        """One job per distinct source, every source checked first. A URL's job is returned
+        waiting for its expansion (``record.expansion``); follow it for the playlist's jobs."""
+        self.check_all(sources, allow_local=allow_local)
         if callback_url:
             url_policy(self.settings).check_url(callback_url)
-        expanded: list[str] = []
+        submitted: dict[str, Submitted] = {}
         for source in sources:
-            for entry in expand(source, self.settings):
-                if entry not in expanded:
-                    expanded.append(entry)
-        submitted = []
-        for source in expanded:
             spec = JobSpec(
                 source=source,
                 event=event,
@@ -83,9 +105,17 @@ class Producer:
                 callback_url=callback_url,
                 priority=priority,
             )
-            record, created = self.coordinator.submit(spec, force=force)
-            submitted.append(Submitted(record, created))
-        return submitted
+            if spec.job_id in submitted:
+                continue
+            if local_path(source) is not None:
+                record, created = self.coordinator.submit(spec, force=force)
+            else:
+                submission = self.expander.submit(spec, force=force)
+                record, created = submission.record, submission.created
+                if submission.send:
+                    self.dispatcher.send_expansion(record)
+            submitted[spec.job_id] = Submitted(record, created)
+        return list(submitted.values())
 
     def get(self, job_id: str) -> JobRecord | None:
         return self.store.get(job_id)
@@ -96,18 +126,42 @@ class Producer:
         status: JobStatus | None = None,
         event: str | None = None,
         since: datetime | None = None,
-        cursor: int = 0,
+        after: JobPosition | None = None,
         limit: int = 50,
-    ) -> Page:
-        return self.store.list_jobs(
-            status=status, event=event, since=since, cursor=cursor, limit=limit
+    ) -> KeysetPage:
+        """Jobs newest first; pass the page's ``next`` as ``after`` for the next page."""
+        return self.store.page_jobs(
+            status=status, event=event, since=since, after=after, limit=limit
         )
 
     def cancel(self, job_id: str) -> JobRecord:
         return self.coordinator.cancel(job_id)
 
     def retry(self, job_id: str) -> JobRecord:
-        return self.coordinator.retry(job_id)
+        """Run a failed or cancelled job again: from the stages that did not finish, or from
+        its expansion if that did not finish."""
+        record = self.expander.retry(job_id)
+        if record is None:
+            return self.coordinator.retry(job_id)
+        self.dispatcher.send_expansion(record)
+        return record
 
     def retry_failed(self, code: ErrorCode) -> list[str]:
-        return self.coordinator.retry_failed(code)
+        """Retry every failed job whose error has ``code``; returns their ids."""
+        retried = []
+        for record in list(self.store.iter_status(JobStatus.FAILED)):
+            if record.state.error is not None and record.state.error.code == code:
+                try:
+                    self.retry(record.id)
+                except JobConflict:
+                    continue
+                retried.append(record.id)
+        return retried
+
+
+def _refusal(resolve: Callable[[str, int], object], target: tuple[str, int]) -> RecastError | None:
+    try:
+        resolve(*target)
+    except RecastError as refused:
+        return refused
+    return None

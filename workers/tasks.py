@@ -1,4 +1,5 @@
-"""The Celery tasks: one per stage of the DAG, each a few lines calling pipeline code."""
+"""The Celery tasks: one per stage of the DAG, and ``recast.expand`` (a submitted URL looked up
+before its job runs), each a few lines calling pipeline code."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 from celery import Celery, Task
 
 from pipeline.core.dag import Dag
+from pipeline.engine.distributed.expansion import Expander, ExpandOutcome
 from workers import runtime
 from workers.config import task_name
+from workers.dispatch import EXPAND_TASK
 
 
 def _stage_task(stage: str) -> Callable[..., str]:
@@ -23,11 +26,26 @@ def _stage_task(stage: str) -> Callable[..., str]:
     return run
 
 
+def expand_source(self: Task, job_id: str) -> str:
+    """Expand a submitted URL: its job's stages, or one job per playlist entry
+    (pipeline.engine.distributed.expansion); a transient failure comes back after its backoff."""
+    expander = Expander(runtime.coordinator(), translate=runtime.translate)
+    result = expander.expand(job_id, attempt=self.request.retries + 1)
+    if result.outcome is ExpandOutcome.RETRY:
+        raise self.retry(countdown=result.retry_in_s)
+    return result.outcome.value
+
+
 def register_tasks(app: Celery, dag: Dag) -> dict[str, Any]:
-    """One task per stage; ``task_routes`` (workers.config) sends each to its stage's queue."""
-    return {
+    """One task per stage; ``task_routes`` (workers.config) sends each to its stage's queue.
+    The expansion is sent to the ingest queue by ``CeleryDispatcher.send_expansion``."""
+    tasks = {
         stage.name: app.task(name=task_name(stage.name), bind=True, acks_late=True, shared=False)(
             _stage_task(stage.name)
         )
         for stage in dag
     }
+    tasks["expand"] = app.task(
+        name=EXPAND_TASK, bind=True, acks_late=True, shared=False, max_retries=None
+    )(expand_source)
+    return tasks

@@ -35,7 +35,15 @@ from pipeline.ops.joblog import read_tails, render_line
 from pipeline.ops.opshistory import Sample, throughput
 from pipeline.ops.opsview import JobLine, OpsView, Snapshot
 from workers.api.auth import SESSION_S, BoardAccess
-from workers.api.models import JOB_ID_PATTERN, SLUG_PATTERN
+from workers.api.models import (
+    HTML_PAGE,
+    JOB_ID_PATTERN,
+    SLUG_PATTERN,
+    BoardFragments,
+    JobLog,
+    json_refusals,
+    refusals,
+)
 
 TAIL_LINES = 30
 JOBS_SHOWN = 100
@@ -186,7 +194,7 @@ def login_page(
 
 def router(view: Callable[[], OpsView], access: BoardAccess) -> APIRouter:
     env = environment()
-    routes = APIRouter(include_in_schema=False)
+    routes = APIRouter(tags=["board"])
 
     def parts(
         status: JobStatus | None, event: str | None
@@ -208,12 +216,22 @@ def router(view: Callable[[], OpsView], access: BoardAccess) -> APIRouter:
             "updated": _clock(snapshot.time),
         }
 
-    @routes.get("/board", response_class=HTMLResponse)
+    @routes.get(
+        "/board",
+        response_class=HTMLResponse,
+        operation_id="showBoard",
+        summary="The jobs board",
+        responses={
+            401: {"content": HTML_PAGE, "description": "The login form (no token or cookie)."},
+            **json_refusals(422, 503),
+        },
+    )
     def board(
         request: Request,
         state: JobStatus | None = None,
         event: Annotated[str | None, Query(pattern=SLUG_PATTERN)] = None,
     ) -> HTMLResponse:
+        """The board's page: jobs, queues, alerts and a chart, filtered by state and event."""
         if not access.allows(request):
             return login_page(env, request, 401)
         snapshot, jobs, drawn = parts(state, event)
@@ -230,7 +248,13 @@ def router(view: Callable[[], OpsView], access: BoardAccess) -> APIRouter:
             refresh_ms=int(view().settings.ops.board_refresh_s * 1000),
         )
 
-    @routes.get("/board/fragments")
+    @routes.get(
+        "/board/fragments",
+        operation_id="getBoardFragments",
+        summary="The board's changing parts",
+        response_model=BoardFragments,
+        responses=refusals(401, 422, 503),
+    )
     def fragments(
         request: Request,
         state: Annotated[JobStatus | None, Query()] = None,
@@ -250,7 +274,13 @@ def router(view: Callable[[], OpsView], access: BoardAccess) -> APIRouter:
             headers={"Cache-Control": "no-store"},
         )
 
-    @routes.get("/board/jobs/{job_id}/log")
+    @routes.get(
+        "/board/jobs/{job_id}/log",
+        operation_id="getJobLog",
+        summary="A job's log",
+        response_model=JobLog,
+        responses=refusals(401, 404, 422, 503),
+    )
     def job_log(
         request: Request,
         job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)],

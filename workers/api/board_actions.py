@@ -10,33 +10,71 @@ browser logged in to the board (cookie and ``X-Recast-Board``) or a bearer token
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Path, Request, Response
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from jinja2 import Environment
 
 from pipeline.core.errors import ErrorCode, RecastError
 from workers.api.auth import ACTION_HEADER, COOKIE, SESSION_S, BoardAccess, Tokens, unauthorized
 from workers.api.board import login_page, root_of
-from workers.api.models import JOB_ID_PATTERN, JobView
+from workers.api.models import HTML_PAGE, JOB_ID_PATTERN, BoardLogin, JobView, refusals
 from workers.producer import Producer
 
 MAX_TOKEN_CHARS = 4096
+LOGIN_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"token": {"type": "string", "maxLength": MAX_TOKEN_CHARS}},
+                    "required": ["token"],
+                }
+            }
+        },
+    }
+}
+ERROR_SCHEMA: dict[str, Any] = {"$ref": "#/components/schemas/ErrorResponse"}
 
 
 def router(
     env: Environment, access: BoardAccess, tokens: Tokens, producer: Callable[[], Producer]
 ) -> APIRouter:
-    routes = APIRouter(include_in_schema=False)
+    routes = APIRouter(tags=["board"])
 
-    @routes.get("/board/login")
+    @routes.get(
+        "/board/login",
+        response_class=HTMLResponse,
+        operation_id="showBoardLogin",
+        summary="The board's login form",
+    )
     def login_form(request: Request) -> Response:
+        """The form that posts a token to ``/board/login``."""
         return login_page(env, request)
 
-    @routes.post("/board/login")
+    @routes.post(
+        "/board/login",
+        operation_id="logInToBoard",
+        summary="Log in to the board",
+        response_model=BoardLogin,
+        openapi_extra=LOGIN_FORM,
+        responses={
+            303: {"description": "From the login page: to the board, with the cookie set."},
+            401: {
+                "content": {**HTML_PAGE, "application/json": {"schema": ERROR_SCHEMA}},
+                "description": "Not a token of api.tokens: the form again, or (from the "
+                "board's script) `request.unauthorized`.",
+            },
+            **refusals(413),
+        },
+    )
     async def login(request: Request) -> Response:
+        """Take a form's ``token``; set the board's login cookie (JSON answer when the board's
+        script sends ``X-Recast-Board``, else a redirect to the board)."""
         token = _form_token(await request.body())
         from_script = bool(request.headers.get(ACTION_HEADER))
         if not tokens.valid(token):
@@ -59,8 +97,15 @@ def router(
         )
         return response
 
-    @routes.post("/board/logout")
+    @routes.post(
+        "/board/logout",
+        operation_id="logOutOfBoard",
+        summary="Log out of the board",
+        response_model=BoardLogin,
+        responses={303: {"description": "To the login form, the cookie dropped."}},
+    )
     def logout(request: Request) -> Response:
+        """Drop the board's login cookie."""
         response: Response = (
             JSONResponse({"logged_in": False})
             if request.headers.get(ACTION_HEADER)
@@ -75,7 +120,13 @@ def router(
         )
         return response
 
-    @routes.post("/board/jobs/{job_id}/{action}", status_code=202)
+    @routes.post(
+        "/board/jobs/{job_id}/{action}",
+        status_code=202,
+        operation_id="actOnJobFromBoard",
+        summary="Retry or cancel a job from the board",
+        responses=refusals(401, 404, 409, 413, 422, 503),
+    )
     def act(
         request: Request,
         job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)],

@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from pipeline.core.errors import ErrorCode, RecastError
+from workers.api.models import json_refusals
 
 ASSET_TYPES = {
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
@@ -74,20 +75,42 @@ def page(title: str, root_path: str, openapi_url: str) -> str:
 
 def install(api: FastAPI) -> None:
     """Add ``/docs`` and its assets (the app must be made with ``docs_url=None``)."""
-    routes = APIRouter(include_in_schema=False)
+    routes = APIRouter(tags=["docs"])
     title = f"{api.title} - Swagger UI"
     openapi_url = api.openapi_url or "/openapi.json"
 
-    @routes.get("/docs")
+    @routes.get(
+        "/docs",
+        response_class=HTMLResponse,
+        operation_id="showDocs",
+        summary="This documentation",
+    )
     def docs(request: Request) -> HTMLResponse:
+        """Swagger UI over ``/openapi.json``."""
         root_path = str(request.scope.get("root_path", "")).rstrip("/")
         return HTMLResponse(
             page(title, escape(root_path), openapi_url),
             headers={"Content-Security-Policy": CSP},
         )
 
-    @routes.get("/docs/assets/{name}")
+    @routes.get(
+        "/docs/assets/{name}",
+        operation_id="getDocsAsset",
+        summary="A file of Swagger UI",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The file (script, style sheet or icon).",
+                "content": {
+                    media_type: {"schema": {"type": "string"}}
+                    for media_type in dict.fromkeys(ASSET_TYPES.values())
+                },
+            },
+            **json_refusals(404, 422),
+        },
+    )
     def docs_asset(name: str) -> Response:
+        """Swagger UI's scripts, style sheet and icons, from the ``fastapi-swagger`` package."""
         cache = {"Cache-Control": f"public, max-age={MAX_AGE_S}"}
         if name == "init.js":
             return Response(

@@ -1,5 +1,7 @@
 """Every refusal of the API is JSON ``{"error": {code, message, hint, details}}`` with a 4xx
-status (503 when Redis is unreachable); the codes are those of ``pipeline.core.errors``."""
+status (503 ``service.unavailable`` when Redis is unreachable, at once and with Retry-After:
+the API's job store does not wait an outage out); the codes are those of
+``pipeline.core.errors``."""
 
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pipeline.core.errors import HINTS, TRANSIENT_CODES, ErrorCode, RecastError
 
 log = logging.getLogger("recast.api")
+
+RETRY_AFTER_S = 5
+"""Retry-After of a 503: Redis restarting takes seconds."""
 
 STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.REQUEST_INVALID: 422,
@@ -51,7 +56,10 @@ def error_response(
             "details": details or [],
         }
     }
-    return JSONResponse(body, status_code=status or status_for(code), headers=headers)
+    status = status or status_for(code)
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S), **(headers or {})}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _details(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -1,14 +1,15 @@
-"""Request and response bodies of the producer API."""
+"""Request and response bodies of the producer API (their JSON Schemas are in /openapi.json)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from pipeline.core.job import ErrorInfo, JobStatus, StageStatus
 from pipeline.core.redact import public_text, public_url
+from pipeline.engine.distributed.expansion import ExpansionState, expansion_state
 from pipeline.engine.distributed.jobstore import JobRecord
 from pipeline.ops.opsview import Alert
 
@@ -16,13 +17,46 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 JOB_ID_PATTERN = r"^j[0-9a-f]{20}$"
 CARD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$"
 
+REFUSALS: dict[int, str] = {
+    401: "No valid bearer token (`request.unauthorized`).",
+    404: "No such job, card or event (`request.not_found`).",
+    409: "The job's state does not allow it (`request.conflict`).",
+    413: "A body over `api.max_body_bytes`, or more URLs than `api.max_urls` "
+    "(`request.too_large`).",
+    422: "Invalid parameters or body (`request.invalid`; `details` says where), or a source "
+    "the URL policy refuses (`source.forbidden`, `source.unavailable`).",
+    501: "Not offered (`request.invalid`).",
+    503: "Redis is unreachable (`service.unavailable`); try again after Retry-After seconds.",
+}
+
+
+def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The declared error responses of a route: ``ErrorResponse`` for each status."""
+    return {s: {"model": ErrorResponse, "description": REFUSALS[s]} for s in statuses}
+
+
+def json_refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """:func:`refusals` for a route whose own answer is not JSON (FastAPI would declare a
+    model's content under the route's media type)."""
+    schema = {"$ref": "#/components/schemas/ErrorResponse"}
+    return {
+        s: {"description": REFUSALS[s], "content": {"application/json": {"schema": schema}}}
+        for s in statuses
+    }
+
+
+HTML_PAGE: dict[str, Any] = {"text/html": {"schema": {"type": "string"}}}
+"""The declared content of a route answering with an HTML page."""
+
+
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048, strip_whitespace=True)]
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 OptionValue = Annotated[str, StringConstraints(max_length=200)] | int | float | bool
 
 
 class SubmitRequest(BaseModel):
-    """One URL (``url``) or several (``urls``); a playlist URL becomes one job per entry."""
+    """One URL (``url``) or several (``urls``), one job each; a worker then looks each URL up
+    and a playlist's job becomes the parent of one job per entry (``expansion``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -76,6 +110,20 @@ class StageView(BaseModel):
     worker: str | None
 
 
+class ExpansionView(BaseModel):
+    """What a worker found at a submitted URL: the job itself (not a playlist), or a playlist
+    whose entries became the jobs ``children`` (the parent runs no stage and succeeds once
+    they are made; follow the children)."""
+
+    state: ExpansionState
+    """expanding (not looked up yet), succeeded, failed (the job's ``error`` says why) or
+    cancelled."""
+    playlist: bool | None
+    """None until looked up."""
+    children: list[str]
+    """The entries' job ids, in the playlist's order (empty unless a playlist)."""
+
+
 class JobView(BaseModel):
     id: str
     source: str
@@ -90,6 +138,9 @@ class JobView(BaseModel):
     card_url: str | None
     created_at: datetime
     updated_at: datetime
+    expansion: ExpansionView | None = None
+    """For a submitted URL: whether it was a playlist, and the jobs of its entries. None for a
+    job that was never looked up (a local file, a playlist's entry)."""
 
     @classmethod
     def of(cls, record: JobRecord) -> JobView:
@@ -108,11 +159,18 @@ class JobView(BaseModel):
                 error=ErrorBody.of(error) if error else None,
                 worker=record.stage_runtime(name).worker,
             )
-        progress = (
-            sum(s.progress for s in state.stages.values()) / len(state.stages)
-            if state.stages
-            else 0.0
-        )
+        if state.stages:
+            progress = sum(s.progress for s in state.stages.values()) / len(state.stages)
+        else:  # a URL not looked up yet, or a playlist's parent
+            progress = 100.0 if state.status is JobStatus.SUCCEEDED else 0.0
+        expansion = None
+        found = expansion_state(record)
+        if found is not None and record.expansion is not None:
+            expansion = ExpansionView(
+                state=found,
+                playlist=record.expansion.playlist,
+                children=list(record.expansion.children),
+            )
         return cls(
             id=state.id,
             source=public_url(state.spec.source, keep_query=True),
@@ -126,6 +184,7 @@ class JobView(BaseModel):
             card_url=f"/v1/cards/{state.card_id}" if state.card_id else None,
             created_at=state.created_at,
             updated_at=state.updated_at,
+            expansion=expansion,
         )
 
 
@@ -134,7 +193,9 @@ class SubmittedJob(BaseModel):
     source: str
     status: JobStatus
     new: bool
+    """False when the same source, event and options were submitted before (that job)."""
     url: str
+    """Where to follow it: ``/v1/jobs/{id}``."""
 
 
 class SubmitResponse(BaseModel):
@@ -143,16 +204,57 @@ class SubmitResponse(BaseModel):
 
 class JobPage(BaseModel):
     jobs: list[JobView]
-    next_cursor: int | None
+    next_cursor: str | None = Field(
+        description="Opaque: pass it back as ``cursor`` for the next (older) page; null on the "
+        "last page. Jobs created meanwhile never shift it."
+    )
 
 
 class RetryBatch(BaseModel):
     retried: list[str]
 
 
-class EventCards(BaseModel):
-    event: str
-    cards: list[dict[str, Any]]
+class Ready(BaseModel):
+    ready: bool
+
+
+class OEmbed(BaseModel):
+    """An oEmbed "video" response (https://oembed.com, 2.3.4); optional members are left out
+    when unknown."""
+
+    version: Literal["1.0"]
+    type: Literal["video"]
+    title: str
+    html: str
+    width: int
+    height: int
+    provider_name: str
+    cache_age: int
+    provider_url: str | None = None
+    author_name: str | None = None
+    author_url: str | None = None
+    thumbnail_url: str | None = None
+    thumbnail_width: int | None = None
+    thumbnail_height: int | None = None
+
+
+class BoardFragments(BaseModel):
+    """The board page's changing parts, rendered as HTML."""
+
+    rows: str
+    summary: str
+    chart: str
+    updated: str
+
+
+class JobLog(BaseModel):
+    job_id: str
+    stages: dict[str, list[str]]
+    """Each stage's log lines (JSON lines, oldest first), URLs in their public form."""
+
+
+class BoardLogin(BaseModel):
+    logged_in: bool
 
 
 class Health(BaseModel):

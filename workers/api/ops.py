@@ -21,9 +21,14 @@ from pipeline.ops.opsview import Alert, AlertKind, OpsView
 from pipeline.ops.prometheus import CONTENT_TYPE, render
 from workers.api import board, board_actions
 from workers.api.auth import BoardAccess, Tokens
+from workers.api.models import json_refusals
 from workers.producer import Producer
 
 _JOB_PATH = re.compile(r"/(j[0-9a-f]{20})(?=[/?\s]|$)")
+
+
+class PrometheusText(Response):
+    media_type = CONTENT_TYPE
 
 
 def access_context(record: logging.LogRecord) -> dict[str, str]:
@@ -62,10 +67,20 @@ def install(
     ops = Ops(settings, lambda: producer().store)
     logs.add_enricher(access_context)
 
-    @api.get("/metrics", include_in_schema=False)
+    @api.get(
+        "/metrics",
+        tags=["ops"],
+        operation_id="metrics",
+        summary="Prometheus metrics",
+        response_class=PrometheusText,
+        responses={
+            200: {"description": "The cluster's metrics (Prometheus' text exposition format)."},
+            **json_refusals(503),
+        },
+    )
     def metrics() -> Response:
-        """The cluster's metrics in Prometheus' text format."""
-        return Response(render(ops.view()), media_type=CONTENT_TYPE)
+        """The cluster's metrics in Prometheus' text format, read from Redis at scrape time."""
+        return PrometheusText(render(ops.view()))
 
     access = BoardAccess(tokens, public=settings.ops.public_board)
     api.include_router(board.router(ops.view, access))

@@ -144,12 +144,26 @@ class StageRuntime(BaseModel):
     """Run again from scratch: outputs of an earlier run are discarded first (forced jobs)."""
 
 
+class Expansion(BaseModel):
+    """A submitted URL that may stand for a playlist: a worker looks it up before any stage is
+    scheduled (:mod:`pipeline.engine.distributed.expansion`)."""
+
+    playlist: bool | None = None
+    """None until a worker has looked; then whether the URL was a playlist."""
+    children: list[str] = Field(default_factory=list)
+    """The jobs made for the playlist's entries, in the playlist's order."""
+    force: bool = False
+    """Submitted with ``force``: the job, or its entries' jobs, run again from scratch."""
+
+
 class JobRecord(BaseModel):
     """A job as the store keeps it."""
 
     state: JobState
     runtime: dict[str, StageRuntime] = Field(default_factory=dict)
     media_duration: float | None = None
+    expansion: Expansion | None = None
+    """Set for a job submitted as a URL through the producer (workers/producer.py)."""
 
     @property
     def id(self) -> str:
@@ -199,12 +213,27 @@ class Page:
     next_cursor: int | None
 
 
-def connect(url: str) -> redis.Redis:
+@dataclass(frozen=True)
+class JobPosition:
+    """A place in a listing: a job's creation time (its score in the indexes) and its id."""
+
+    created: float
+    job_id: str
+
+
+@dataclass(frozen=True)
+class KeysetPage:
+    jobs: list[JobRecord]
+    next: JobPosition | None
+    """Where the next page starts (the last job's position); None on the last page."""
+
+
+def connect(url: str, connect_timeout_s: float = 3.0) -> redis.Redis:
     """A client without its own retries: the store retries whole operations instead."""
     client: redis.Redis = redis.Redis.from_url(
         url,
         socket_timeout=10,
-        socket_connect_timeout=3,
+        socket_connect_timeout=connect_timeout_s,
         health_check_interval=15,
         retry=Retry(NoBackoff(), 0),
     )
@@ -223,6 +252,14 @@ class JobStore:
         self._release = self.redis.register_script(_RELEASE)
         self._claim = self.redis.register_script(_CLAIM)
         self._unless_changed = self.redis.register_script(_UNLESS_CHANGED)
+
+    @classmethod
+    def without_retries(cls, settings: ClusterSettings) -> JobStore:
+        """A store whose operations fail at once (``StoreUnavailable``, ``service.unavailable``)
+        while Redis is unreachable, for callers that must answer quickly (the producer API)
+        instead of waiting an outage out."""
+        quick = settings.model_copy(update={"redis_outage_s": 0.0})
+        return cls(quick, connect(settings.redis_url, connect_timeout_s=1.0))
 
     # -- retries -----------------------------------------------------------------------------
 
@@ -402,6 +439,57 @@ class JobStore:
                     return Page(found, offset + index + 1)
             offset += len(ids)
         return Page(found, offset)
+
+    def page_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        event: str | None = None,
+        since: datetime | None = None,
+        after: JobPosition | None = None,
+        limit: int = 50,
+    ) -> KeysetPage:
+        """Jobs newest first, filtered, from just after ``after``: a keyset page, so jobs
+        created meanwhile (newer than any position) neither repeat nor hide a job."""
+        if status is not None:
+            base = self.keys.jobs_by_status(status)
+        elif event is not None:
+            base = self.keys.jobs_by_event(event)
+        else:
+            base = self.keys.jobs
+        low: float | str = since.timestamp() if since is not None else "-inf"
+        high: float | str = after.created if after is not None else "+inf"
+        found: list[tuple[JobRecord, JobPosition]] = []
+        offset, chunk = 0, max(limit + 1, 50)
+        while len(found) <= limit:
+            entries: list[Any] = self.retrying(
+                lambda o=offset: _list(  # type: ignore[misc]
+                    self.redis.zrevrangebyscore(
+                        base, high, low, start=o, num=chunk, withscores=True
+                    )
+                ),
+                "list jobs",
+            )
+            if not entries:
+                break
+            offset += len(entries)
+            positions = [JobPosition(float(score), _text(member)) for member, score in entries]
+            if after is not None:  # equal scores come in descending id order
+                positions = [
+                    p for p in positions if p.created < after.created or p.job_id < after.job_id
+                ]
+            if not positions:
+                continue
+            keys = [self.keys.job(p.job_id) for p in positions]
+            raws = self.retrying(lambda k=keys: self.redis.mget(k), "list jobs")  # type: ignore[misc]
+            for position, raw in zip(positions, _list(raws), strict=True):
+                if raw is None:
+                    continue
+                record = JobRecord.model_validate_json(raw)
+                if event is None or record.state.spec.event == event:
+                    found.append((record, position))
+        more = len(found) > limit
+        return KeysetPage([r for r, _ in found[:limit]], found[limit - 1][1] if more else None)
 
     def iter_status(self, status: JobStatus) -> Iterator[JobRecord]:
         ids = self.retrying(
