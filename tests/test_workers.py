@@ -517,7 +517,7 @@ def test_cli_submit_wait_and_job(cluster: Cluster) -> None:
     [job] = json.loads(submitted.stdout)["jobs"]
     assert job["status"] == "succeeded" and job["event"] == "cli-test"
     shown = subprocess.run(
-        [recast, "job", job["id"], "--follow"],
+        [recast, "job", job["id"], "--follow", "--json"],
         cwd=ROOT,
         env=env,
         capture_output=True,

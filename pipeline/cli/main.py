@@ -2,6 +2,8 @@
 
 ``recast process URL|FILE... --out DIR`` runs jobs here and now with the local executor.
 Other modules add their commands through :data:`COMMAND_MODULES` (each has ``register``).
+The global options (``--version``, ``--json``, ``--api``/``--token``), JSON output, errors and
+exit statuses every command shares are :mod:`pipeline.cli.conventions`.
 
 Exit status: 0 when every job succeeded, 2 when the input was bad, 1 for other failures.
 """
@@ -19,8 +21,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
+from pipeline.cli import conventions
+from pipeline.cli.conventions import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from pipeline.core import logs
-from pipeline.core.errors import ConfigError, ErrorCode, RecastError
+from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.job import JobSpec, JobState, JobStatus
 from pipeline.core.settings import Settings, load_settings
 from pipeline.publish.keys import card_key
@@ -32,9 +36,9 @@ COMMAND_MODULES: list[str] = [
     "pipeline.cli.models",
     "pipeline.cli.webhooks",
     "pipeline.cli.status",
+    "pipeline.cli.doctor",
+    "pipeline.cli.canary",
 ]
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 class StageBars:
@@ -62,15 +66,16 @@ class StageBars:
             self.progress.stop()
 
     def stage_changed(self, job: JobState, stage: str) -> None:
+        state = job.stages[stage]
+        detail = state.error.code if state.error else state.detail
+        self.show(stage, state.progress, f"{state.status}: {detail}")
+
+    def show(self, stage: str, progress: float, text: str) -> None:
         if not self.enabled:
             return
-        state = job.stages[stage]
         if stage not in self.tasks:
             self.tasks[stage] = self.progress.add_task("", total=100, stage=stage, detail="")
-        detail = state.error.code if state.error else state.detail
-        self.progress.update(
-            self.tasks[stage], completed=state.progress, detail=f"{state.status}: {detail}"[:60]
-        )
+        self.progress.update(self.tasks[stage], completed=progress, detail=text[:60])
 
 
 def _settings_from(args: argparse.Namespace, **sections: dict[str, Any]) -> Settings:
@@ -204,13 +209,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from pipeline.cli.sample import make_sample
 
     path = make_sample(Path(args.path), duration_s=args.duration)
-    sys.stdout.write(f"{path}\n")
+    if args.json:
+        conventions.emit_json({"path": str(path)})
+    else:
+        sys.stdout.write(f"{path}\n")
     return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recast", description=__doc__.splitlines()[0])
+    parser = conventions.CommandParser(prog="recast", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="a TOML file of settings (default config/recast.toml)")
+    conventions.add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     process = sub.add_parser("process", help="run jobs here and now (local executor)")
@@ -227,11 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     process.set_defaults(func=cmd_process)
 
     schema = sub.add_parser("schema", help="print the card's JSON Schema")
+    conventions.add_json_flag(schema, help="the same: the schema is JSON")
     schema.set_defaults(func=cmd_schema)
 
     sample = sub.add_parser("sample", help="make a sample recording to try Recast on")
     sample.add_argument("path", nargs="?", default="recast-sample.mp4")
     sample.add_argument("--duration", type=float, default=8.0)
+    conventions.add_json_flag(sample, help="print the path as JSON")
     sample.set_defaults(func=cmd_sample)
 
     for name in COMMAND_MODULES:
@@ -240,14 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        code: int = args.func(args)
-    except ConfigError as error:
-        sys.stderr.write(f"error {error.code}: {error.message}\n")
-        return EXIT_BAD_INPUT
-    return code
+        args = parser.parse_args(arguments)
+        conventions.prepare(args)
+    except conventions.UsageError as error:
+        return conventions.refuse_usage(error, json_mode="--json" in arguments)
+    return conventions.run(args)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_path(args: argparse.Namespace) -> int:
     from pipeline.tools.speech_models import offline_model_dir
 
-    sys.stdout.write(f"{offline_model_dir(_cache(args))}\n")
+    path = offline_model_dir(_cache(args))
+    _say(args, {"path": str(path)}, str(path))
     return 0
 
 

@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from pipeline.cli.conventions import add_json_flag, emit_json
 from pipeline.publish import webhooks
 
 
@@ -21,9 +22,11 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("webhooks", help="the webhook outbox: status, deliver")
     actions = parser.add_subparsers(dest="action", required=True)
     status = actions.add_parser("status", help="pending deliveries and dead letters (JSON)")
+    add_json_flag(status, help="the same: the status is JSON")
     status.set_defaults(func=cmd_status)
     deliver = actions.add_parser("deliver", help="attempt the deliveries that are due")
     deliver.add_argument("--wait", type=float, default=0.0, metavar="S")
+    add_json_flag(deliver, help="print the attempts and what is left as JSON")
     deliver.set_defaults(func=cmd_deliver)
 
 
@@ -65,5 +68,8 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         attempted += sender.deliver_due()
     left = len(sender.outbox.files())
-    sys.stdout.write(f"{attempted} attempts, {left} deliveries pending\n")
+    if args.json:
+        emit_json({"attempts": attempted, "pending": left})
+    else:
+        sys.stdout.write(f"{attempted} attempts, {left} deliveries pending\n")
     return 0 if left == 0 else 1

@@ -62,6 +62,8 @@ class ErrorCode(StrEnum):
     REQUEST_CONFLICT = "request.conflict"
     REQUEST_TOO_LARGE = "request.too_large"
     SERVICE_UNAVAILABLE = "service.unavailable"
+    API_UNREACHABLE = "api.unreachable"
+    """The command line got no usable answer from the producer API (``recast --api URL``)."""
 
 
 TRANSIENT_CODES: frozenset[ErrorCode] = frozenset(
@@ -137,6 +139,7 @@ HINTS: dict[ErrorCode, str] = {
         "Send a smaller request: fewer URLs per request, a body within api.max_body_bytes."
     ),
     ErrorCode.SERVICE_UNAVAILABLE: "Retry shortly; Redis or the workers are not reachable.",
+    ErrorCode.API_UNREACHABLE: "Check --api (RECAST_API_URL) and that `recast api` runs there.",
 }
 
 
