@@ -4,7 +4,9 @@ Each process (the worker's main process and every prefork pool process) builds i
 store client, coordinator and stage runner on first use, after any fork. The main process
 also runs a background thread that announces the worker and its queues in Redis (``/healthz``
 reads it) and runs the reaper (``pipeline.engine.distributed.reaper``) and the outbox every
-``cluster.reaper_interval_s``.
+``cluster.reaper_interval_s``, and one that prunes finished jobs every
+``retention.prune_interval_s`` (``pipeline.ops.retention``; a long prune never delays the
+worker's announcements).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pipeline.engine.distributed.jobstore import JobStore
 from pipeline.engine.distributed.reaper import Reaper, note_reserved
 from pipeline.engine.distributed.remote_workspace import RemoteWorkspace, open_workspace_store
 from pipeline.engine.distributed.stagerun import StageRunner
+from pipeline.ops.retention import prune_round
 from pipeline.publish.publisher import CardPublisher
 from workers.config import stage_of_task
 from workers.dispatch import CeleryDispatcher
@@ -151,7 +154,29 @@ class Background(threading.Thread):
         self.join(timeout=10)
 
 
-_background: list[Background] = []
+class Pruning(threading.Thread):
+    """Prunes finished jobs every ``retention.prune_interval_s`` (see pipeline.ops.retention)."""
+
+    def __init__(self, hostname: str):
+        super().__init__(name="recast-retention", daemon=True)
+        self.holder = f"{hostname}:{os.getpid()}"
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        config = settings()
+        while not self.stopped.is_set():
+            try:
+                prune_round(config, store(), self.holder)
+            except Exception:  # Redis restarting, a full disk: try again next round
+                log.exception("pruning round failed")
+            self.stopped.wait(config.retention.prune_interval_s)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=10)
+
+
+_background: list[Background | Pruning] = []
 
 
 def _process_init(**_: Any) -> None:
@@ -170,6 +195,10 @@ def _worker_ready(sender: Any = None, **_: Any) -> None:
     background = Background(str(sender.hostname), queues)
     background.start()
     _background.append(background)
+    if config.retention.prune_interval_s > 0:
+        pruning = Pruning(str(sender.hostname))
+        pruning.start()
+        _background.append(pruning)
 
 
 def _worker_shutdown(**_: Any) -> None:

@@ -11,7 +11,7 @@ Keys, under the prefix ``cluster.key_prefix`` (``recast``)::
     cancel:<id>                set while a job is cancelled                   jobstore
     outbox                     ZSET "<id>/<stage>" -> when to hand it over    jobstore
     worker:<hostname>          a live worker's queues (expires unless renewed) jobstore
-    lease:<name>               a periodic chore's lease (the reaper's)        jobstore
+    lease:<name>               a periodic chore's lease (reaper, prune)       jobstore
     events                     stream of job and stage transitions            jobstore, opsview
     stats                      hash of the job store's counters               jobstore, opsview
     metrics:hist:<histogram>   a measurement's histogram buckets, per label   ops.metrics

@@ -120,3 +120,11 @@ class RemoteWorkspace:
     def discard(self, job_id: str, stage: str) -> None:
         for key in self.storage.list(self.prefix(job_id, stage)):
             self.storage.delete(key)
+
+    def discard_job(self, job_id: str, *, dry_run: bool = False) -> int:
+        """Delete every stored output of the job (retention); returns how many objects."""
+        keys = self.storage.list(f"{job_id}/")
+        if not dry_run:
+            for key in keys:
+                self.storage.delete(key)
+        return len(keys)
