@@ -28,7 +28,7 @@ from pipeline.core.errors import ErrorCode
 from pipeline.tools import speech_models, ytdlp
 from pipeline.tools.speech_models import PINNED_MODEL_BIN, FileSum, pin_problems, verify
 from tests.conftest import make_settings
-from tests.support.httpserver import MediaServer
+from tests.support.httpserver import MediaServer, Response, _Handler
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCKS = ROOT / "requirements"
@@ -308,3 +308,29 @@ def test_the_shipped_canary_list_is_read() -> None:
 
     urls = read_url_list(DEFAULT_URL_LIST)
     assert urls and all(url.startswith("https://www.youtube.com/") for url in urls)
+
+
+def test_the_canary_reads_with_the_sites_access_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A site that admits only its known User-Agent: the canary passes only with the entry."""
+    agents: list[str] = []
+    with MediaServer(tmp_path / "www") as server:
+
+        def known_agent_only(handler: _Handler) -> Response:
+            agent = handler.headers.get("User-Agent") or ""
+            agents.append(agent)
+            if agent != "RecastCanary/1.0":
+                return Response(403, b"who are you", {"Content-Type": "text/plain"})
+            return Response(200, b"\0" * 4096, {"Content-Type": "video/mp4"})
+
+        talk = server.route("talk.mp4", known_agent_only)
+        monkeypatch.setenv("RECAST_INGEST__ALLOWED_PRIVATE_NETWORKS", '["127.0.0.1/32"]')
+        code, report = _canary([talk], tmp_path, capsys)
+        assert (code, report["urls"][0]["code"]) == (1, ErrorCode.SOURCE_BLOCKED)
+
+        site = [{"hosts": ["127.0.0.1"], "user_agent": "RecastCanary/1.0"}]
+        monkeypatch.setenv("RECAST_SOURCES__SITES", json.dumps(site))
+        code, report = _canary([talk], tmp_path, capsys)
+        assert (code, report["status"]) == (0, "ok")
+        assert agents[-1] == "RecastCanary/1.0"

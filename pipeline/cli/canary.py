@@ -27,7 +27,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 def cmd_canary(args: argparse.Namespace) -> int:
     urls = read_url_list(Path(args.urls))
-    report = run_canary(urls, load_settings(args.config).ingest)
+    report = run_canary(urls, load_settings(args.config))
     if args.json or getattr(args, "global_json", False):
         sys.stdout.write(json.dumps(report.as_json(), indent=2) + "\n")
     else:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.core.errors import ConfigError, ErrorCode, RecastError
-from pipeline.core.settings import DEFAULT_CONFIG_FILE, IngestSettings
+from pipeline.core.settings import DEFAULT_CONFIG_FILE, Settings
 from pipeline.core.urlpolicy import UrlPolicy
-from pipeline.tools.ytdlp import RecastYoutubeDL, classify, ytdlp_options
+from pipeline.tools.ytdlp import RecastYoutubeDL, SourceAccess, classify, ytdlp_options
 
 DEFAULT_URL_LIST = DEFAULT_CONFIG_FILE.parent / "canary.txt"
 PROBE_TIMEOUT_S = 3.0
@@ -158,17 +158,19 @@ def _verdict(url: str, info: dict[str, Any]) -> UrlCheck:
     return UrlCheck(url, True, f"{title!r}: {formats} formats, picked {picked}")
 
 
-def check_url(url: str, settings: IngestSettings) -> UrlCheck:
-    """Read ``url`` as the ingest stage would before downloading; the verdict on it."""
-    policy = UrlPolicy.from_networks(settings.allowed_private_networks)
-    options = ytdlp_options(settings) | {
+def check_url(url: str, settings: Settings) -> UrlCheck:
+    """Read ``url`` as the ingest stage would before downloading (its site's cookies, proxy,
+    User-Agent and pacing included); the verdict on it."""
+    policy = UrlPolicy.from_networks(settings.ingest.allowed_private_networks)
+    access = SourceAccess.for_source(settings.sources, url)
+    options = ytdlp_options(settings.ingest, site=access.job_site) | {
         "extract_flat": "in_playlist",
         "playlist_items": f"1-{PLAYLIST_ENTRIES}",
         "skip_download": True,
     }
     try:
         policy.check_url(url)
-        with RecastYoutubeDL(options, policy) as ydl:
+        with RecastYoutubeDL(options, policy, access) as ydl:
             try:
                 info = ydl.extract_info(url, download=False)
             except Exception as exc:
@@ -178,9 +180,9 @@ def check_url(url: str, settings: IngestSettings) -> UrlCheck:
     return _verdict(url, info)
 
 
-def run_canary(urls: Sequence[str], settings: IngestSettings) -> CanaryReport:
+def run_canary(urls: Sequence[str], settings: Settings) -> CanaryReport:
     """Read every URL, unless offline (then ``skipped``)."""
-    policy = UrlPolicy.from_networks(settings.allowed_private_networks)
+    policy = UrlPolicy.from_networks(settings.ingest.allowed_private_networks)
     if not network_reachable(urls, policy):
         hosts = ", ".join(dict.fromkeys(host for host, _port in _targets(urls)))
         return CanaryReport("skipped", reason=f"no answer from {hosts}")
