@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from yt_dlp.utils import ExtractorError
@@ -141,6 +142,12 @@ def requests_to(server: MediaServer, host: str) -> list[LoggedRequest]:
     return [r for r in server.requests if r.host == host]
 
 
+def refusals_of(server: MediaServer, url: str) -> int:
+    """How many times the server refused ``url``'s path."""
+    path = urlsplit(url).path
+    return sum(r.status in (401, 403, 429) and r.path == path for r in server.requests)
+
+
 # -- 1. a 429's Retry-After ----------------------------------------------------------------------
 
 
@@ -173,7 +180,9 @@ def test_a_429_retry_after_pauses_the_host_that_long_and_spends_no_attempt(
 def test_five_403s_pause_the_host_its_jobs_wait_and_resume_and_the_alert_follows(
     tmp_path: Path, server: MediaServer, clip: Path, redis_server: RedisServer
 ) -> None:
-    settings = backoff_settings(tmp_path, redis_server.url)
+    # A job refused before the host is paused spends an attempt (a lone refusal would, too);
+    # enough of them that a slow machine cannot exhaust them before the burst.
+    settings = backoff_settings(tmp_path, redis_server.url, executor={"max_attempts": 10})
     cluster = Cluster(settings)
     gate = RedisHostGate(cluster.store, settings.sources.backoff)
     view = OpsView(settings, cluster.store, dag=INGEST_ONLY)
@@ -197,7 +206,7 @@ def test_five_403s_pause_the_host_its_jobs_wait_and_resume_and_the_alert_follows
         assert record.state.status is JobStatus.RUNNING, "waiting, not failed"
         assert ingest.status is StageStatus.PENDING
         assert ingest.detail.startswith(f"waiting: {BLOCKED} "), ingest.detail
-        assert ingest.attempts == 0, "no attempt spent on a wait"
+        assert ingest.attempts <= refusals_of(server, record.state.spec.source)
         assert ingest.error is None
     assert StageRunOutcome.FAILED not in cluster.outcomes
 
@@ -221,7 +230,12 @@ def test_five_403s_pause_the_host_its_jobs_wait_and_resume_and_the_alert_follows
     answered = [r for r in requests_to(server, BLOCKED) if r.status in (200, 206)]
     assert min(r.started for r in answered) - pause_ended >= PAUSE_S, "asked only after the pause"
     for job_id in blocked:
-        assert cluster.record(job_id).stage("ingest").attempts == 1
+        record = cluster.record(job_id)
+        # The success, and one per refusal before the pause: the waits while paused, the
+        # refusal that paused the host and a refused probe spent none.
+        assert record.stage("ingest").attempts <= 1 + refusals_of(server, record.state.spec.source)
+    total = sum(cluster.record(j).stage("ingest").attempts for j in blocked)
+    assert total <= len(blocked) + len(refusals) - 1, "the pausing refusal spent no attempt"
     assert gate.hosts() == []
     snapshot = view.snapshot(sample=False)
     assert [a for a in snapshot.alerts if a.kind is AlertKind.SOURCE_BLOCKED] == []
@@ -234,7 +248,7 @@ def test_five_403s_pause_the_host_its_jobs_wait_and_resume_and_the_alert_follows
 def test_the_local_executor_pauses_and_resumes_a_host_with_its_own_gate(
     tmp_path: Path, server: MediaServer, clip: Path
 ) -> None:
-    settings = backoff_settings(tmp_path)
+    settings = backoff_settings(tmp_path, executor={"max_attempts": 10})
     details = Details()
     executor = LocalExecutor(settings, dag=INGEST_ONLY, observer=details)
     specs = [JobSpec(source=serve(server, clip, f"local-{i}.mp4")) for i in range(5)]
@@ -253,7 +267,9 @@ def test_the_local_executor_pauses_and_resumes_a_host_with_its_own_gate(
     for thread in threads:
         thread.join(timeout=60)
     assert {s.status for s in states.values()} == {JobStatus.SUCCEEDED}
-    assert all(s.stages["ingest"].attempts == 1 for s in states.values())
+    for state in states.values():
+        refused = refusals_of(server, state.spec.source)
+        assert 1 <= state.stages["ingest"].attempts <= 1 + refused, "paused waits spent none"
     for spec in specs:
         assert details.waits(spec.job_id), "every job showed it was waiting"
     shown = [w for spec in specs for w in details.waits(spec.job_id)]
@@ -320,7 +336,7 @@ def test_a_job_waiting_past_max_wait_fails_with_source_blocked(
     tmp_path: Path, server: MediaServer, clip: Path, redis_server: RedisServer, executor: str
 ) -> None:
     settings = backoff_settings(
-        tmp_path, redis_server.url, backoff={"pause_base_s": 0.3, "max_wait_s": 1.0}
+        tmp_path, redis_server.url, backoff={"burst": 1, "pause_base_s": 0.3, "max_wait_s": 1.0}
     )
     url = serve(server, clip, "always-refused.mp4")
     server.refuse(403)
@@ -339,6 +355,39 @@ def test_a_job_waiting_past_max_wait_fails_with_source_blocked(
     assert not state.error.transient
     assert state.stages["ingest"].attempts == 1, "the waits spent no attempt"
     assert len(requests_to(server, BLOCKED)) >= 3, "it tried again while waiting"
+
+
+@pytest.mark.parametrize("executor", ["local", "distributed"])
+def test_a_source_refused_alone_fails_once_its_attempts_are_spent(
+    tmp_path: Path, server: MediaServer, clip: Path, redis_server: RedisServer, executor: str
+) -> None:
+    """A private or removed video (403 for this job, the host not paused) must not wait for
+    max_wait_s: each refusal spends an attempt, the last one fails the job."""
+    settings = backoff_settings(
+        tmp_path,
+        redis_server.url,
+        backoff={"pause_base_s": 0.1, "max_wait_s": 3600.0},
+        executor={"max_attempts": 3},
+    )
+    url = serve(server, clip, "private.mp4")
+    server.refuse(403)
+    details = Details()
+    if executor == "local":
+        state = LocalExecutor(settings, dag=INGEST_ONLY, observer=details).run(JobSpec(source=url))
+        waits = details.waits(state.id)
+    else:
+        cluster = Cluster(settings)
+        job_id = cluster.submit(url)
+        cluster.drive(lambda: cluster.status(job_id) is JobStatus.FAILED, 30, "it kept waiting")
+        state = cluster.record(job_id).state
+        waits = []
+    assert state.status is JobStatus.FAILED
+    assert state.error is not None and state.error.code == ErrorCode.SOURCE_BLOCKED
+    assert "on every attempt" in state.error.message, state.error.message
+    assert state.stages["ingest"].attempts == 3
+    assert len([r for r in requests_to(server, BLOCKED) if r.status == 403]) == 3
+    if executor == "local":
+        assert len(waits) == 2 and all(f"{BLOCKED} refused this job" in w for w in waits)
 
 
 # -- the rules, and what counts as a refusal ------------------------------------------------------

@@ -13,8 +13,10 @@ A stage that fetches from a source (ingest) passes the gate of the source's host
 - **waiting**: while the host is paused, a job that reaches the gate does not fetch; the stage
   raises :class:`HostWait` (``source.host_paused``), and the executor puts it back to pending
   for the time left without spending an attempt (:func:`pipeline.engine.jobflow.on_stage_waiting`).
-  A job refused while the host is not paused waits ``pause_base_s``. A job that would wait
-  past ``max_wait_s`` in all fails with ``source.blocked``.
+  A job refused while the host is not paused waits ``pause_base_s``, and that wait spends an
+  attempt (a video refused to everyone fails with ``source.blocked`` once the executor's
+  attempts are spent). A job that would wait past ``max_wait_s`` in all fails with
+  ``source.blocked``.
 - **the probe**: once a pause has ended, one job tries the host first; the others look again
   every ``probe_interval_s``. Its success (the whole fetch went through) resumes the host for
   everyone and forgets the pauses; its refusal pauses the host again, for longer.
@@ -320,6 +322,20 @@ class HostWait(RecastError):
     def blocked(self) -> bool:
         """The host refuses us (a deadline applies); not merely busy with other downloads."""
         return self.wait.reason is not WaitReason.BUSY
+
+    @property
+    def refused_alone(self) -> bool:
+        """This job was refused and its host is not paused: the wait spends an attempt."""
+        return self.wait.reason is WaitReason.REFUSED
+
+    def refused_every_time(self) -> RecastError:
+        """The error of a job refused on every attempt by a host that answers other jobs."""
+        cause = f" ({self.wait.cause})" if self.wait.cause else ""
+        return RecastError(
+            ErrorCode.SOURCE_BLOCKED,
+            f"{self.wait.host} refused this source on every attempt{cause}; it is not "
+            "refusing other jobs, so the video itself may be private or removed.",
+        )
 
     def gave_up(self, max_wait_s: float) -> RecastError:
         """The error of a job that waited for the host too long."""

@@ -232,19 +232,28 @@ def on_stage_waiting(
     *,
     give_up: ErrorInfo | None = None,
     max_wait_s: float = 0.0,
+    refused: ErrorInfo | None = None,
+    max_attempts: int = 0,
 ) -> Transition:
     """A run of ``name`` could not start its work: what it fetches from is not available
     now (its source's host is paused). Pending again after ``delay_s``, with ``detail``
     shown, and the attempt it spent given back: waiting is not failing, and no retry budget
     covers it. With ``give_up``, the wait counts towards ``max_wait_s`` from the first one
     (``StageState.waiting_since``): a wait that would end past it fails the stage for good
-    with ``give_up`` instead. Cancelled if the job has ended."""
+    with ``give_up`` instead. Cancelled if the job has ended.
+
+    With ``refused``, the job itself was refused while its host is not paused (a private or
+    removed video answers 403 to everyone): that wait keeps its attempt, and once
+    ``max_attempts`` are spent the stage fails for good with ``refused``, as any other
+    stage whose retries ran out."""
     stage = stage_state(state, name)
     was_running = stage.status is StageStatus.RUNNING
     if not is_active(state):
         stage.status = StageStatus.CANCELLED
         stage.finished_at = utcnow()
         return _settle(state, dag, Transition(), was_running)
+    if refused is not None and stage.attempts >= max_attempts:
+        return on_stage_failed(state, dag, name, refused, GIVE_UP)
     now = utcnow()
     if give_up is not None:
         since = stage.waiting_since or now
@@ -252,7 +261,8 @@ def on_stage_waiting(
         if (now - since).total_seconds() + delay_s > max_wait_s:
             return on_stage_failed(state, dag, name, give_up, GIVE_UP)
     stage.status = StageStatus.PENDING
-    stage.attempts = max(0, stage.attempts - 1)
+    if refused is None:
+        stage.attempts = max(0, stage.attempts - 1)
     stage.detail = detail
     stage.error = None
     return Transition(retry_in={name: delay_s})

@@ -213,6 +213,7 @@ class _JobRun:
         """The stage's source host is paused: pending again after the wait, uncounted."""
         backoff = self.settings.sources.backoff
         give_up = ErrorInfo.from_error(wait.gave_up(backoff.max_wait_s)) if wait.blocked else None
+        refused = ErrorInfo.from_error(wait.refused_every_time()) if wait.refused_alone else None
         log.info(
             "stage %s %s",
             name,
@@ -228,6 +229,8 @@ class _JobRun:
                 wait.wait.detail,
                 give_up=give_up,
                 max_wait_s=backoff.max_wait_s,
+                refused=refused,
+                max_attempts=self.settings.executor.max_attempts,
             )
         self._update(name)
         self._stepped(transition)

@@ -371,6 +371,7 @@ class StageRunner:
         transition = jobflow.Transition()
         backoff = self.settings.sources.backoff
         give_up = ErrorInfo.from_error(wait.gave_up(backoff.max_wait_s)) if wait.blocked else None
+        refused = ErrorInfo.from_error(wait.refused_every_time()) if wait.refused_alone else None
 
         def waiting(record: JobRecord) -> Effects | None:
             nonlocal outcome, transition
@@ -387,6 +388,8 @@ class StageRunner:
                 wait.wait.detail,
                 give_up=give_up,
                 max_wait_s=backoff.max_wait_s,
+                refused=refused,
+                max_attempts=self.settings.executor.max_attempts,
             )
             status = record.stage(stage.name).status
             if status is StageStatus.FAILED:
