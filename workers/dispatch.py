@@ -32,7 +32,8 @@ class CeleryDispatcher:
 
     def send_expansion(self, record: JobRecord) -> str:
         """Hand the job's expansion to a worker on the ingest queue, within the base time
-        limit (a flat extraction does not scale with any media's duration)."""
+        limit (a flat extraction does not scale with any media's duration). The coordinator
+        calls it for the expansion's outbox entry."""
         cluster = self.settings.cluster
         result = self.app.send_task(
             EXPAND_TASK,

@@ -2,11 +2,13 @@
 
 Submitting checks every source against the URL policy before anything is created (each host
 is resolved once, the hosts of one request at the same time), then records one job per source
-and returns at once: a URL's job waits for a worker to look it up (``recast.expand``,
-:mod:`pipeline.engine.distributed.expansion`), which runs it as a single video under the same
-id, or makes it the parent of one job per playlist entry (``record.expansion.children``). A
-local file (the CLI's) cannot be a playlist: its job is scheduled at once. The same source and
-options submitted before give the existing job (unless forced).
+and returns at once: a URL's job waits for a worker to look it up (``recast.expand``, sent
+through the outbox: :mod:`pipeline.engine.distributed.expansion`), which runs it as a single
+video under the same id, or makes it the parent of one job per playlist entry
+(``record.expansion.children``). A local file (the CLI's) cannot be a playlist: its job is
+scheduled at once. The same source and options submitted before give the existing job (unless
+forced). Cancelling a playlist's parent cancels its entries' active jobs; retrying it retries
+its failed or cancelled ones.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pipeline.core.settings import Settings
 from pipeline.engine.distributed.coordinator import Coordinator, JobConflict
 from pipeline.engine.distributed.expansion import Expander
 from pipeline.engine.distributed.jobstore import JobPosition, JobRecord, JobStore, KeysetPage
+from pipeline.publish.clips import ClipPlan
 from pipeline.stages.ingest import check_source, local_path, url_policy
 from workers.dispatch import CeleryDispatcher
 from workers.runtime import make_publisher
@@ -112,10 +115,29 @@ class Producer:
             else:
                 submission = self.expander.submit(spec, force=force)
                 record, created = submission.record, submission.created
-                if submission.send:
-                    self.dispatcher.send_expansion(record)
             submitted[spec.job_id] = Submitted(record, created)
         return list(submitted.values())
+
+    def submit_clip(
+        self,
+        plan: ClipPlan,
+        *,
+        event: str | None = None,
+        priority: int = 5,
+        options: dict[str, Any] | None = None,
+        callback_url: str | None = None,
+        force: bool = False,
+    ) -> Submitted:
+        """The job of a planned clip (:func:`pipeline.publish.clips.plan_clip`), scheduled at
+        once: nothing is looked up, its media is cut from the parent's. The same clip asked
+        again gives the existing job (unless ``force``)."""
+        if callback_url:
+            url_policy(self.settings).check_url(callback_url)
+        spec = plan.spec.job_spec(
+            event=event, priority=priority, callback_url=callback_url, options=options
+        )
+        record, created = self.coordinator.submit(spec, force=force)
+        return Submitted(record, created)
 
     def get(self, job_id: str) -> JobRecord | None:
         return self.store.get(job_id)
@@ -135,16 +157,14 @@ class Producer:
         )
 
     def cancel(self, job_id: str) -> JobRecord:
-        return self.coordinator.cancel(job_id)
+        """Cancel a job; a playlist's parent: its entries' jobs still queued or running."""
+        return self.expander.cancel(job_id)
 
     def retry(self, job_id: str) -> JobRecord:
-        """Run a failed or cancelled job again: from the stages that did not finish, or from
-        its expansion if that did not finish."""
-        record = self.expander.retry(job_id)
-        if record is None:
-            return self.coordinator.retry(job_id)
-        self.dispatcher.send_expansion(record)
-        return record
+        """Run a failed or cancelled job again: from the stages that did not finish, from its
+        expansion if that did not finish; a playlist's parent: its failed or cancelled
+        entries' jobs."""
+        return self.expander.retry(job_id)
 
     def retry_failed(self, code: ErrorCode) -> list[str]:
         """Retry every failed job whose error has ``code``; returns their ids."""

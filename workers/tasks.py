@@ -9,7 +9,7 @@ from typing import Any
 from celery import Celery, Task
 
 from pipeline.core.dag import Dag
-from pipeline.engine.distributed.expansion import Expander, ExpandOutcome
+from pipeline.engine.distributed.expansion import Expander
 from workers import runtime
 from workers.config import task_name
 from workers.dispatch import EXPAND_TASK
@@ -28,12 +28,11 @@ def _stage_task(stage: str) -> Callable[..., str]:
 
 def expand_source(self: Task, job_id: str) -> str:
     """Expand a submitted URL: its job's stages, or one job per playlist entry
-    (pipeline.engine.distributed.expansion); a transient failure comes back after its backoff."""
+    (pipeline.engine.distributed.expansion). A transient failure or a paused source host puts
+    the expansion back in the job store's outbox, which sends it again when due: the task ends
+    at once, no worker holds it meanwhile."""
     expander = Expander(runtime.coordinator(), translate=runtime.translate)
-    result = expander.expand(job_id, attempt=self.request.retries + 1)
-    if result.outcome is ExpandOutcome.RETRY:
-        raise self.retry(countdown=result.retry_in_s)
-    return result.outcome.value
+    return expander.expand(job_id, worker=str(self.request.hostname or "")).outcome.value
 
 
 def register_tasks(app: Celery, dag: Dag) -> dict[str, Any]:
@@ -45,7 +44,7 @@ def register_tasks(app: Celery, dag: Dag) -> dict[str, Any]:
         )
         for stage in dag
     }
-    tasks["expand"] = app.task(
-        name=EXPAND_TASK, bind=True, acks_late=True, shared=False, max_retries=None
-    )(expand_source)
+    tasks["expand"] = app.task(name=EXPAND_TASK, bind=True, acks_late=True, shared=False)(
+        expand_source
+    )
     return tasks

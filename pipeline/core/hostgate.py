@@ -430,14 +430,23 @@ class HostPass:
     runs its slot and probe are renewed; leaving tells the gate the outcome: a success, or a
     :class:`Refusal`, which becomes the :class:`HostWait` raised in its place (with the
     backoff off, the refusal itself propagates). Every other error leaves the gate as it was.
-    A URL without a host (a local file) passes freely.
+    A URL without a host (a local file) passes freely. A fetch that downloads no media (a
+    playlist's flat extraction: ``download=False``) takes no download slot.
     """
 
-    def __init__(self, gate: HostGate, url: str, sources: SourcesSettings, holder: str):
+    def __init__(
+        self,
+        gate: HostGate,
+        url: str,
+        sources: SourcesSettings,
+        holder: str,
+        *,
+        download: bool = True,
+    ):
         self.gate = gate
         self.holder = holder
         self.host = host_key(url, sources)
-        self.max_slots = sources.site_for_url(url).max_concurrent_downloads
+        self.max_slots = sources.site_for_url(url).max_concurrent_downloads if download else 0
         self.admitted: Admitted | None = None
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None

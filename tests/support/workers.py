@@ -76,7 +76,7 @@ class RedisServer:
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "always",
+                "everysec",  # as config/redis.conf; SHUTDOWN writes the AOF out first
                 "--maxmemory-policy",
                 "noeviction",
                 "--dir",
@@ -188,14 +188,18 @@ class Worker:
         )
         log.close()
         if store is not None:
-            wait_for(
-                lambda: self.hostname in store.live_workers() or self._died(),
-                timeout,
-                f"worker {self.hostname} did not come up",
-            )
-            if self._died():
-                raise AssertionError(f"worker {self.hostname} died:\n{self.log()}")
+            self.wait_up(store, timeout)
         return self
+
+    def wait_up(self, store: JobStore, timeout: float = 60) -> None:
+        """Until the worker has announced itself in Redis; fails if it died first."""
+        wait_for(
+            lambda: self.hostname in store.live_workers() or self._died(),
+            timeout,
+            f"worker {self.hostname} did not come up",
+        )
+        if self._died():
+            raise AssertionError(f"worker {self.hostname} died:\n{self.log()}")
 
     def _died(self) -> bool:
         return self.process is not None and self.process.poll() is not None
@@ -214,11 +218,19 @@ class Worker:
         self.process.wait(timeout=10)
         self.process = None
 
-    def stop(self, timeout: float = 20) -> None:
+    def terminate(self) -> None:
+        """SIGTERM to the whole process group: Celery's warm shutdown begins (see :meth:`stop`)."""
         if self.process is None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pgid, signal.SIGTERM)
+
+    def stop(self, timeout: float = 20, terminated: bool = False) -> None:
+        """Warm shutdown and wait for it (``terminated``: :meth:`terminate` was sent already)."""
+        if self.process is None:
+            return
+        if not terminated:
+            self.terminate()
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -239,17 +251,19 @@ def workers(*items: Worker, store: JobStore) -> Iterator[list[Worker]]:
         for item in items:
             started.append(item.start())
         for item in started:
-            wait_for(
-                lambda w=item: w.hostname in store.live_workers() or w._died(),  # type: ignore[misc]
-                60,
-                f"worker {item.hostname} did not come up",
-            )
-            if item._died():
-                raise AssertionError(f"worker {item.hostname} died:\n{item.log()}")
+            item.wait_up(store)
         yield started
     finally:
-        for item in started:
-            item.stop()
+        stop_all(started)
+
+
+def stop_all(items: list[Worker]) -> None:
+    """Stop workers side by side: a warm shutdown takes a second or two (Celery waits for its
+    broker connection's pending read), so one after another adds up."""
+    for item in items:
+        item.terminate()
+    for item in items:
+        item.stop(terminated=True)
 
 
 FINAL = ("succeeded", "failed", "cancelled")
@@ -261,10 +275,16 @@ class InlineDispatcher:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
+        self.expansions: list[str] = []
+        """Job ids of the expansions handed out (``recast.expand``), in order."""
 
     def send(self, record: JobRecord, stage: Stage, limits: TimeLimits) -> str:
         self.sent.append((record.id, stage.name))
         return f"task-{len(self.sent)}"
+
+    def send_expansion(self, record: JobRecord) -> str:
+        self.expansions.append(record.id)
+        return f"expand-{len(self.expansions)}"
 
     def revoke(self, task_ids: list[str]) -> None:
         pass

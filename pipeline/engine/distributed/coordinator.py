@@ -12,6 +12,11 @@ also records it in the outbox in the same transaction; the outbox entry is remov
 the broker has the message. A crash or a broker outage in between leaves the entry, and the
 next :meth:`Coordinator.dispatch_due` (every worker runs it periodically) sends it again. A
 message sent twice is harmless: a stage runs under a lock and only while it is pending.
+
+A submitted URL's expansion (:mod:`pipeline.engine.distributed.expansion`) has an outbox entry
+too (``<id>/expand``), kept as long as the job awaits it: sending it only pushes it back (the
+message's lease, :func:`expansion_resend_s`), a run in flight pushes it while it runs, and its
+outcome removes it; so an expansion whose message or worker was lost is sent again.
 """
 
 from __future__ import annotations
@@ -30,7 +35,13 @@ from pipeline.core.stage import Publisher, Stage
 from pipeline.engine import jobflow
 from pipeline.engine.distributed import counters
 from pipeline.engine.distributed.counters import JobCounter
-from pipeline.engine.distributed.jobstore import Effects, JobEvent, JobRecord, JobStore
+from pipeline.engine.distributed.jobstore import (
+    EXPANSION_STAGE,
+    Effects,
+    JobEvent,
+    JobRecord,
+    JobStore,
+)
 from pipeline.engine.jobflow import Transition
 from pipeline.stages import default_dag
 
@@ -42,6 +53,9 @@ class StageDispatcher(Protocol):
 
     def send(self, record: JobRecord, stage: Stage, limits: TimeLimits) -> str:
         """Queue the stage's task; returns its task id."""
+
+    def send_expansion(self, record: JobRecord) -> str:
+        """Queue the job's expansion (``recast.expand``); returns its task id."""
 
     def revoke(self, task_ids: list[str]) -> None:
         """Discard queued tasks (running ones stop through the job's cancel flag)."""
@@ -65,6 +79,19 @@ def time_limits(stage: Stage, media_duration: float | None, settings: Settings) 
         config.max_time_limit_s, config.time_limit_base_s + stage.time_limit_factor * duration
     )
     return TimeLimits(soft_s=hard * config.soft_time_limit_ratio, hard_s=hard)
+
+
+EXPANSION_RESEND_DOUBLINGS = 5
+"""An expansion sent again and again without a run starting (a long queue, not a lost
+message) waits at most 2**5 times ``cluster.reaper_stale_s`` between sends."""
+
+
+def expansion_resend_s(settings: Settings, sends: int) -> float:
+    """How long an expansion's message may wait for a worker before it is sent again: one
+    stale period (``cluster.reaper_stale_s``) after the first send, doubling with each send
+    no run started after."""
+    doublings = min(max(sends - 1, 0), EXPANSION_RESEND_DOUBLINGS)
+    return float(settings.cluster.reaper_stale_s * 2**doublings)
 
 
 class JobConflict(RecastError):
@@ -200,6 +227,9 @@ class Coordinator:
             lease = self.store.claim(job_id, name)
             if lease is None:
                 continue  # another process is sending it
+            if name == EXPANSION_STAGE:
+                sent += self._send_expansion(job_id, lease)
+                continue
             record = self.store.get(job_id)
             if record is None or name not in self.dag.names:
                 self.store.sent(job_id, name, lease)
@@ -216,6 +246,29 @@ class Coordinator:
             self.store.sent(job_id, name, lease)
             sent += 1
         return sent
+
+    def _send_expansion(self, job_id: str, lease: float) -> int:
+        """Send a job's expansion while the job awaits it; its entry stays, due again once
+        the message has waited too long (:func:`expansion_resend_s`) unless a run starts."""
+        record = self.store.get(job_id)
+        if record is None or not record.awaiting_expansion:
+            self.store.sent(job_id, EXPANSION_STAGE, lease)
+            return 0
+        task_id = self.dispatcher.send_expansion(record)
+
+        def note(record: JobRecord) -> Effects | None:
+            expansion = record.expansion
+            if expansion is None or not record.awaiting_expansion:
+                return None
+            expansion.sends += 1
+            expansion.task_id = task_id
+            effects = Effects()
+            effects.dispatch[EXPANSION_STAGE] = expansion_resend_s(self.settings, expansion.sends)
+            return effects
+
+        self.store.transact(job_id, note)
+        self.store.sent(job_id, EXPANSION_STAGE, lease)  # gone unless the note pushed it back
+        return 1
 
     def _note_sent(self, job_id: str, stage: str, task_id: str) -> None:
         def note(record: JobRecord) -> Effects | None:

@@ -83,6 +83,15 @@ end
 return 0
 """
 
+_HOLD = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[4])
+return 1
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -144,9 +153,15 @@ class StageRuntime(BaseModel):
     """Run again from scratch: outputs of an earlier run are discarded first (forced jobs)."""
 
 
+EXPANSION_STAGE = "expand"
+"""Where a job's expansion stands in for a stage: its outbox entry (``<id>/expand``) and the
+lock of a run in flight (``lock:<id>:expand``). No stage of a DAG may take this name."""
+
+
 class Expansion(BaseModel):
     """A submitted URL that may stand for a playlist: a worker looks it up before any stage is
-    scheduled (:mod:`pipeline.engine.distributed.expansion`)."""
+    scheduled (:mod:`pipeline.engine.distributed.expansion`). While the job awaits it, its
+    outbox entry (:data:`EXPANSION_STAGE`) says when to hand it to a worker (again)."""
 
     playlist: bool | None = None
     """None until a worker has looked; then whether the URL was a playlist."""
@@ -154,6 +169,22 @@ class Expansion(BaseModel):
     """The jobs made for the playlist's entries, in the playlist's order."""
     force: bool = False
     """Submitted with ``force``: the job, or its entries' jobs, run again from scratch."""
+    attempts: int = 0
+    """Runs that looked the URL up (a wait for a paused host gives its attempt back)."""
+    running: bool = False
+    """A run has started and recorded no outcome yet (found so by the next run: it died)."""
+    worker: str | None = None
+    """The worker of the run that started last."""
+    lost: int = 0
+    """Runs that died with their worker."""
+    sends: int = 0
+    """Messages sent since a run last started: each one waits twice as long to be re-sent."""
+    task_id: str | None = None
+    """The last ``recast.expand`` message sent."""
+    detail: str = ""
+    """Why it waits (a paused host, a retry), for people."""
+    waiting_since: datetime | None = None
+    """When it first waited for a refusing host (``sources.backoff.max_wait_s`` counts from it)."""
 
 
 class JobRecord(BaseModel):
@@ -168,6 +199,15 @@ class JobRecord(BaseModel):
     @property
     def id(self) -> str:
         return self.state.id
+
+    @property
+    def awaiting_expansion(self) -> bool:
+        """The job is active and waits for a worker to look its URL up."""
+        return (
+            self.expansion is not None
+            and self.expansion.playlist is None
+            and self.state.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+        )
 
     def stage_runtime(self, stage: str) -> StageRuntime:
         """What the distributed executor keeps for ``stage`` (made on first use)."""
@@ -250,6 +290,7 @@ class JobStore:
         self.keys = RedisKeys(settings.key_prefix)
         self._renew = self.redis.register_script(_RENEW)
         self._release = self.redis.register_script(_RELEASE)
+        self._hold = self.redis.register_script(_HOLD)
         self._claim = self.redis.register_script(_CLAIM)
         self._unless_changed = self.redis.register_script(_UNLESS_CHANGED)
 
@@ -530,6 +571,15 @@ class JobStore:
         member = stage_member(job_id, stage)
         return bool(self._renew(keys=keys, args=[token, self.lock_ttl_ms, member]))
 
+    def hold(self, job_id: str, stage: str, token: str, due_in_s: float) -> bool:
+        """Renew the lock and push the stage's outbox entry ``due_in_s`` ahead, if it has one
+        (one round trip): a lease that, unless renewed, hands the work out again once it
+        comes due. False if the lock was lost."""
+        keys = [self.keys.lock(job_id, stage), self.keys.outbox]
+        due = round(time.time() + due_in_s, 6)
+        member = stage_member(job_id, stage)
+        return bool(self._hold(keys=keys, args=[token, self.lock_ttl_ms, due, member]))
+
     def release(self, job_id: str, stage: str, token: str) -> None:
         self.retrying(
             lambda: self._release(keys=[self.keys.lock(job_id, stage)], args=[token]), "unlock"
@@ -612,6 +662,14 @@ class JobStore:
         self.retrying(
             lambda: self._unless_changed(keys=[self.keys.outbox], args=[member, lease]),
             "outbox",
+        )
+
+    def schedule_if_absent(self, job_id: str, stage: str) -> None:
+        """Put the stage in the outbox, due now, unless it has an entry already (whose time
+        is left as it is)."""
+        member = stage_member(job_id, stage)
+        self.retrying(
+            lambda: self.redis.zadd(self.keys.outbox, {member: time.time()}, nx=True), "outbox"
         )
 
     def done_dispatching(self, job_id: str, stage: str) -> None:

@@ -10,7 +10,10 @@ one process at a time do a round. A round:
 - counts such losses per stage: the ``cluster.max_worker_lost_attempts``-th fails the job with
   ``worker.lost`` (an input that crashes every worker stops, other jobs keep flowing);
 - re-queues stages whose message a dead worker had taken but not started;
-- sends outbox entries that are due (retries after backoff, sends a crash interrupted).
+- sends outbox entries that are due (retries after backoff, sends a crash interrupted), among
+  them submitted URLs' expansions whose message or worker was lost: an expansion keeps its
+  entry until it has an outcome, a run in flight pushing it ahead as its lease
+  (:mod:`pipeline.engine.distributed.expansion`).
 
 Right after Redis restarts, heartbeats could not be written for a while: the reaper waits
 one stale period of Redis uptime before it judges any heartbeat.
