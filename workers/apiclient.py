@@ -21,8 +21,10 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from pipeline.core.card import Card
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.job import JobStatus
+from workers.api.clips import ClipResponse
 from workers.api.models import Health, JobPage, JobView, RetryBatch, SubmitResponse
 
 CONNECT_TIMEOUT_S = 5.0
@@ -89,6 +91,16 @@ class ApiClient:
 
     def get(self, job_id: str) -> JobView:
         return self._call("GET", f"/v1/jobs/{_segment(job_id)}", JobView)
+
+    def create_clip(self, card_id: str, body: dict[str, Any]) -> ClipResponse:
+        """``POST /v1/cards/{card_id}/clips`` (the body as :class:`ClipBody` takes it)."""
+        path = f"/v1/cards/{_segment(card_id)}/clips"
+        return self._call("POST", path, ClipResponse, json=body)
+
+    def set_poster(self, card_id: str, time_s: float) -> Card:
+        """``POST /v1/cards/{card_id}/poster``: the card as published with its new poster."""
+        path = f"/v1/cards/{_segment(card_id)}/poster"
+        return self._call("POST", path, Card, json={"time": time_s})
 
     def list_jobs(
         self, *, status: JobStatus | None, event: str | None, limit: int

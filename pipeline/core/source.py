@@ -10,6 +10,7 @@ import hashlib
 
 from pydantic import BaseModel, Field
 
+from pipeline.core.clip import ClipOrigin
 from pipeline.core.fsutil import safe_name
 from pipeline.core.job import normalise_source
 
@@ -80,9 +81,14 @@ class SourceInfo(BaseModel):
     thumbnail_file: str | None = None
     media_duration: float | None = None
     """Duration of the downloaded file as ffprobe measured it."""
+    clip: ClipOrigin | None = None
+    """For a clip: the parent card and the span of it the media was cut from (the source's
+    other fields are the parent's); its card id is the clip's."""
 
     @property
     def card_id(self) -> str:
+        if self.clip is not None:
+            return self.clip.card_id
         return card_id_for(self.extractor, self.source_id, self.webpage_url)
 
     @property

@@ -1,7 +1,8 @@
 """Ingest: fetch a recording's metadata, media, captions and thumbnail (through
 :mod:`pipeline.tools.ytdlp`, the one module importing yt-dlp). The stage:
 
-- expands playlists and channels into one source per entry (flat extraction);
+- expands playlists and channels into one source per entry (flat extraction, through the
+  host gate when one is given: :func:`expand`);
 - extracts metadata first, without downloading, and enforces the limits (duration, size,
   live or upcoming streams) before any media byte is fetched;
 - applies the URL policy to the producer's URL, to every URL the extractor hands back, and to
@@ -18,6 +19,9 @@
 - goes through the gate of the source's host (:mod:`pipeline.core.hostgate`): waits while the
   host is paused or the site's download slots are taken, and reports refusals and success.
 
+A clip's job (``options["clip"]``) fetches nothing: its media and words are cut from the
+parent card's (:mod:`pipeline.stages.ingest_clip`).
+
 Outputs, in the stage directory ``ingest/``: ``info.json`` (:class:`SourceInfo`),
 ``media.<ext>``, ``captions/<lang>.<ext>``, ``thumbnail.jpg`` (names in
 :mod:`pipeline.core.readers`, whose readers the other stages read them with).
@@ -32,14 +36,16 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.clip import clip_spec
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.fsutil import atomic_write_json, sha256_file
-from pipeline.core.hostgate import HostPass
+from pipeline.core.hostgate import HostGate, HostPass
 from pipeline.core.readers import CAPTIONS_DIR, INFO_FILE, INGEST, THUMBNAIL_FILE
 from pipeline.core.settings import IngestSettings, Settings
 from pipeline.core.source import Chapter, SourceInfo, SubtitleTrack
 from pipeline.core.stage import Queue, Stage, StageContext, StageResult
 from pipeline.core.urlpolicy import UrlPolicy
+from pipeline.stages.ingest_clip import ingest_clip
 from pipeline.tools import ffmpeg_tools
 from pipeline.tools.ytdlp import (
     RecastYoutubeDL,
@@ -80,11 +86,24 @@ def check_source(source: str, settings: Settings) -> None:
         raise RecastError(ErrorCode.SOURCE_UNAVAILABLE, f"There is no file at {path}.")
 
 
-def expand(source: str, settings: Settings) -> list[str]:
-    """The sources a submission stands for: one per playlist entry, or itself."""
+def expand(
+    source: str, settings: Settings, host_gate: HostGate | None = None, holder: str = ""
+) -> list[str]:
+    """The sources a submission stands for: one per playlist entry, or itself.
+
+    With ``host_gate``, the look-up passes the gate of the source's host as ``holder`` (its
+    job) does in ingest, without a download slot: :class:`~pipeline.core.hostgate.HostWait`
+    while the host is paused, and a refusal is recorded (and raised as a ``HostWait``)."""
     check_source(source, settings)
     if local_path(source) is not None:
         return [source]
+    if host_gate is None:
+        return _expand_url(source, settings)
+    with HostPass(host_gate, source, settings.sources, holder, download=False):
+        return _expand_url(source, settings)
+
+
+def _expand_url(source: str, settings: Settings) -> list[str]:
     access = SourceAccess.for_source(settings.sources, source)
     options = ytdlp_options(settings.ingest, site=access.job_site) | {
         "extract_flat": "in_playlist",
@@ -438,6 +457,12 @@ def _publish_preview(ctx: StageContext, meta: SourceInfo) -> None:
 
 
 def run(ctx: StageContext) -> StageResult:
+    clip = clip_spec(ctx.spec)
+    if clip is not None:  # cut from a ready card, nothing fetched (pipeline.stages.ingest_clip)
+        meta, origin = ingest_clip(ctx, clip, record=lambda found: _publish_preview(ctx, found))
+        ctx.progress(100, "cut")
+        detail = f"{meta.media_duration or 0:.1f} s cut from {origin}"
+        return StageResult.done(ctx.out, detail=detail, card_id=meta.card_id)
     check_source(ctx.spec.source, ctx.settings)
     path = local_path(ctx.spec.source)
     if path is not None:

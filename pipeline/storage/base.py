@@ -45,6 +45,11 @@ class Storage(ABC):
     def get_bytes(self, key: str) -> bytes | None:
         """The object's bytes, or None if there is none."""
 
+    def local_path(self, key: str) -> Path | None:
+        """The object as a file on this machine, to read without copying it, when the back end
+        keeps objects as files; None otherwise (or when there is no such object)."""
+        return None
+
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 

@@ -111,6 +111,11 @@ class LocalStorage(Storage):
                     raise
                 return None
 
+    def local_path(self, key: str) -> Path | None:
+        path = self._path(key)
+        with self._faults():
+            return path if path.is_file() else None
+
     def exists(self, key: str) -> bool:
         path = self._path(key)
         with self._faults():

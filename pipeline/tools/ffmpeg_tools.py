@@ -636,6 +636,62 @@ def extract_speech_audio(
     )
 
 
+CUT_PREROLL_S = 3.0
+"""How far before a cut the input is seeked: the demuxer lands on a keyframe at or before that
+point (some land late: MPEG-TS seeks by byte position), and the output seek then drops the
+decoded frames up to the cut exactly."""
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A frame-accurate cut of ``[start, end)`` of a file, re-encoded (H.264 + AAC in MP4)."""
+
+    start: float
+    end: float
+    video: bool = True
+    audio: bool = True
+    preset: str = "ultrafast"
+    crf: int = 16
+    audio_bitrate_kbps: int = 192
+
+
+def cut_args(source: Path, target: Path, cut: Cut, policy: InputPolicy = SOURCE_INPUT) -> list[str]:
+    """Arguments that cut ``[cut.start, cut.end)`` of ``source`` into ``target``.
+
+    The input is seeked :data:`CUT_PREROLL_S` before the cut (fast, to a keyframe), the output
+    from there to the cut (decoding and dropping what comes before it), so the first frame is
+    the first whose time is at or after ``start`` and the last the last before ``end``; audio
+    is cut to the same span, to the sample. Every stream is encoded afresh (no keyframe
+    snapping); timestamps start at 0; metadata and chapters of the source are not carried.
+    """
+    seek = max(0.0, cut.start - CUT_PREROLL_S)
+    options: dict[str, Any] = {
+        "ss": f"{cut.start - seek:.6f}",
+        "t": f"{cut.end - cut.start:.6f}",
+        "map_metadata": -1,
+        "map_chapters": -1,
+        "movflags": "+faststart",
+    }
+    if cut.video:
+        options |= {"c:v": "libx264", "preset": cut.preset, "crf": cut.crf, "pix_fmt": "yuv420p"}
+    if cut.audio:
+        options |= {"c:a": "aac", "b:a": f"{cut.audio_bitrate_kbps}k"}
+    graph = Graph(
+        source=str(source),
+        input_options={"ss": f"{seek:.6f}"},
+        input_policy=policy,
+        outputs=[
+            Output(
+                target=str(target),
+                options=options,
+                video=0 if cut.video else None,
+                audio=0 if cut.audio else None,
+            )
+        ],
+    )
+    return graph_args(graph)
+
+
 # -- what this ffmpeg can do (``recast doctor``) ---------------------------------------------
 
 ComponentKind = Literal["encoders", "muxers", "filters"]
