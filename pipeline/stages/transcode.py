@@ -40,7 +40,9 @@ from pipeline.core.mediainfo import MediaInfo
 from pipeline.core.settings import MediaSettings
 from pipeline.core.stage import AssetRole, OutputAsset, Queue, Stage, StageContext, StageResult
 from pipeline.media import hls
+from pipeline.media import loudness as loudness_rules
 from pipeline.media.ladder import Rendition, choose_ladder, progressive_rendition, source_filters
+from pipeline.media.loudness import Loudness, audio_filters
 from pipeline.tools import ffmpeg_tools
 from pipeline.tools.ffmpeg_tools import Filter, Graph, Output
 
@@ -50,18 +52,6 @@ AUDIO_NAME = "audio"
 AUDIO_GROUP = "audio"
 SEGMENT_PATTERN = "seg_%05d.m4s"
 INIT_NAME = "init.mp4"
-SILENCE_LUFS = -70.0
-
-
-@dataclass(frozen=True)
-class Loudness:
-    """loudnorm's first-pass measurement of the source's audio."""
-
-    input_i: float
-    input_tp: float
-    input_lra: float
-    input_thresh: float
-    target_offset: float
 
 
 @dataclass(frozen=True)
@@ -98,96 +88,20 @@ def make_plan(media: MediaInfo, settings: MediaSettings) -> Plan:
 # -- audio ---------------------------------------------------------------------------------
 
 
-def _stereo() -> Filter:
-    return Filter("aformat", options={"channel_layouts": "stereo"})
-
-
 def measure_loudness(
     source: Path, media: MediaInfo, settings: MediaSettings, ctx: StageContext | None = None
 ) -> Loudness | None:
-    """The source's loudness (BS.1770: integrated, range, gate, true peak) measured by ffmpeg's
-    ebur128 filter, five times cheaper than a loudnorm first pass; None for silence."""
-    assert media.audio is not None
-    graph = Graph(
-        source=str(source),
-        input_policy=ffmpeg_tools.source_input(settings.max_pixels),
-        audio_stream=str(media.audio.index),
-        audio=[_stereo(), Filter("ebur128", options={"peak": "true", "framelog": "verbose"})],
-        outputs=[Output("-", {"f": "null"}, audio=0)],
-    )
+    """The source's loudness (BS.1770, ffmpeg's ebur128: :mod:`pipeline.media.loudness`);
+    None for silence."""
     report = ffmpeg_tools.run(
-        ffmpeg_tools.graph_args(graph),
+        loudness_rules.measure_args(source, media, settings),
         timeout_s=settings.timeout_for(media.duration),
         stall_timeout_s=settings.stall_timeout_s,
         cancel_event=ctx.cancel_event if ctx is not None else None,
         what="measuring loudness",
-        log_lines=60,
+        log_lines=loudness_rules.REPORT_LINES,
     )
-    summary = ebur128_summary(report.log)
-    try:
-        integrated = summary["Integrated loudness/I"]
-        loudness = Loudness(
-            input_i=integrated,
-            input_tp=summary["True peak/Peak"],
-            input_lra=max(summary["Loudness range/LRA"], 0.1),  # 0 would mean "not measured"
-            input_thresh=summary["Integrated loudness/Threshold"],
-            target_offset=0.0,
-        )
-    except KeyError as exc:
-        raise RecastError(
-            ErrorCode.MEDIA_INVALID, "The audio's loudness could not be measured."
-        ) from exc
-    if not math.isfinite(integrated) or integrated <= SILENCE_LUFS:
-        return None
-    return loudness
-
-
-def ebur128_summary(lines: list[str]) -> dict[str, float]:
-    """The figures of ebur128's closing summary, keyed ``<section>/<name>``
-    (``Integrated loudness/I``, ``Loudness range/LRA``, ``True peak/Peak``...)."""
-    text = "\n".join(lines)
-    at = text.rfind("Summary:")
-    values: dict[str, float] = {}
-    if at < 0:
-        return values
-    section = ""
-    for line in text[at + len("Summary:") :].splitlines():
-        label, _, rest = line.strip().partition(":")
-        if not label:
-            continue
-        if not rest.strip():
-            section = label
-            continue
-        number = rest.split()[0]
-        try:
-            values[f"{section}/{label}"] = float(number)
-        except ValueError:
-            continue
-    return values
-
-
-def audio_filters(settings: MediaSettings, loudness: Loudness | None) -> list[Filter]:
-    """Stereo, loudness-normalised (linear when the peaks allow it), at the output rate."""
-    chain = [_stereo()]
-    if loudness is not None:
-        chain.append(
-            Filter(
-                "loudnorm",
-                options={
-                    "I": settings.loudness_target_lufs,
-                    "TP": settings.loudness_true_peak_db,
-                    "LRA": settings.loudness_range_lu,
-                    "measured_I": loudness.input_i,
-                    "measured_TP": loudness.input_tp,
-                    "measured_LRA": loudness.input_lra,
-                    "measured_thresh": loudness.input_thresh,
-                    "offset": loudness.target_offset,
-                    "linear": "true",
-                },
-            )
-        )
-    chain.append(Filter("aresample", (settings.audio_sample_rate,)))
-    return chain
+    return loudness_rules.loudness_from_report(report.log)
 
 
 # -- the one ffmpeg pass --------------------------------------------------------------------
