@@ -158,8 +158,8 @@ def test_json_ld_is_a_video_object(published: tuple[Settings, Card, Path]) -> No
     }
     clip = {"@type": "Clip"}
     assert data["hasPart"] == [
-        clip | {"name": "Opening", "startOffset": 0, "endOffset": 2, "url": "watch.html#t=0"},
-        clip | {"name": "Q&A", "startOffset": 2, "endOffset": 4, "url": "watch.html#t=2"},
+        clip | {"name": "Opening", "startOffset": 0, "endOffset": 2, "url": "watch.html?t=0"},
+        clip | {"name": "Q&A", "startOffset": 2, "endOffset": 4, "url": "watch.html?t=2"},
     ]
 
 

@@ -21,7 +21,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from pipeline.core.card import Card, ImageSource
-from pipeline.publish.jsonld import script_json
+from pipeline.publish.jsonld import script_json, start_second, url_at_time
 from pipeline.publish.paragraphs import Paragraph
 from pipeline.tools.images import placeholder_png
 
@@ -120,11 +120,13 @@ def render_card_html(card: Card) -> str:
         placeholder = placeholder_data_uri(
             card.poster.placeholder, card.poster.width, card.poster.height
         )
+    watch = card.pages.watch_html if card.pages else None
     snippet = template.render(
         card=card,
         sizes=_sizes(card),
         extra_sources=_extra_sources(card),
         placeholder_uri=placeholder,
+        chapters=_chapters(card, watch) if watch else [],
     )
     # Safe after escaping: a reference stands for one character, in text and attributes alike.
     return snippet.encode("ascii", "xmlcharrefreplace").decode("ascii")
@@ -135,6 +137,22 @@ class _Chapter:
     title: str
     start: float
     label: str
+    href: str
+    """A link to the chapter's time that works without script (``?t=SECONDS``)."""
+
+
+def _chapters(card: Card, page: str) -> list[_Chapter]:
+    """The card's chapters in time order, each with its clock label and a link to ``page`` at
+    its time (``page`` empty: relative to the watch page itself)."""
+    return [
+        _Chapter(
+            chapter.title,
+            chapter.start,
+            Paragraph(start_second(chapter.start), "").label,
+            url_at_time(page, chapter.start),
+        )
+        for chapter in sorted(card.chapters, key=lambda chapter: chapter.start)
+    ]
 
 
 def _default_track(card: Card) -> int:
@@ -146,6 +164,9 @@ def _default_track(card: Card) -> int:
             return index
     for index, track in enumerate(card.captions):
         if not track.automatic:
+            return index
+    for index, track in enumerate(card.captions):
+        if track.translated_from is None:  # the words spoken before a machine translation
             return index
     return 0
 
@@ -179,7 +200,9 @@ def _page_assets(card: Card, static: StaticUrls) -> list[str]:
     """Every URL the watch page loads (the links it only points to are not among them)."""
     urls = [static.js, static.css, static.hls, card.streams.hls, card.storyboard]
     urls += [source.src for source in card.streams.mp4]
-    urls += [track.src for track in card.captions]
+    if card.streams.social is not None:
+        urls.append(card.streams.social.src)
+    urls += [track.src for track in card.captions] + [card.chapters_track]
     if card.poster is not None:
         urls += [card.poster.src] + [source.src for source in card.poster.sources]
     return [url for url in urls if url]
@@ -199,7 +222,7 @@ def render_watch_html(
     width, height = (mp4.width, mp4.height) if mp4 else (1280, 720)
     if card.poster is not None and mp4 is None:
         width, height = card.poster.width, card.poster.height
-    chapters = [_Chapter(c.title, c.start, Paragraph(c.start, "").label) for c in card.chapters]
+    chapters = _chapters(card, "")
     context: dict[str, Any] = {
         "card": card,
         "jsonld": Markup(script_json(card.jsonld)),  # noqa: S704 - escaped by script_json

@@ -1,5 +1,6 @@
 /* Recast watch page: HLS through hls.js (or the browser's own HLS), else the MP4 sources;
-   storyboard previews on the scrub bar; transcript paragraphs and #t= links seek the player.
+   storyboard previews on the scrub bar; transcript paragraphs and chapter links seek the player
+   in place; the page starts at ?t= (or #t=) SECONDS, 1:30 or 1m30s: the key moments' links.
    Everything it needs is in data- attributes of the page; it never evaluates page text. */
 (function () {
   "use strict";
@@ -21,9 +22,49 @@
     setEngine(source ? "mp4" : "none");
   }
 
+  /* A time as links write it: 90, 90.5, 1:30, 1:02:03, 90s, 1m30s, 1h2m3s (NaN otherwise). */
+  function parseTime(value) {
+    var text = String(value == null ? "" : value).trim().toLowerCase();
+    if (/^\d+(\.\d+)?$/.test(text)) return parseFloat(text);
+    if (/^\d+(:\d{1,2}){1,2}(\.\d+)?$/.test(text)) {
+      var parts = text.split(":");
+      var total = 0;
+      for (var i = 0; i < parts.length; i++) total = total * 60 + parseFloat(parts[i]);
+      return total;
+    }
+    var units = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$/.exec(text);
+    if (units && (units[1] || units[2] || units[3])) {
+      return (+units[1] || 0) * 3600 + (+units[2] || 0) * 60 + (parseFloat(units[3]) || 0);
+    }
+    return NaN;
+  }
+
+  /* The t= of a query or fragment, decoded ("" when absent or malformed). */
+  function timeParameter(part) {
+    var match = /(?:^[?#]|&)t=([^&]*)/.exec(part);
+    try {
+      return match ? decodeURIComponent(match[1]) : "";
+    } catch (error) {
+      return "";
+    }
+  }
+
+  /* Where the address asks playback to start: #t= first (the more specific), then ?t=. */
+  function requestedTime() {
+    var seconds = parseTime(timeParameter(location.hash));
+    if (!isFinite(seconds)) seconds = parseTime(timeParameter(location.search));
+    return isFinite(seconds) && seconds >= 0 ? seconds : NaN;
+  }
+
+  var startAt = requestedTime();
+  if (isFinite(startAt) && video.preload === "none") video.preload = "metadata";
+
   var hlsUrl = video.getAttribute("data-hls");
   if (hlsUrl && window.Hls && window.Hls.isSupported()) {
-    var hls = new window.Hls({ capLevelToPlayerSize: true });
+    var hls = new window.Hls({
+      capLevelToPlayerSize: true,
+      startPosition: isFinite(startAt) ? startAt : -1
+    });
     hls.on(window.Hls.Events.ERROR, function (_event, data) {
       if (data && data.fatal) {
         hls.destroy();
@@ -58,18 +99,51 @@
     return (h ? h + ":" : "") + mm + ":" + (s < 10 ? "0" + s : s);
   }
 
-  /* #t=90 (or #t=1:30) in the page's address seeks there: chapter links and shared links. */
-  function seekToHash(play) {
-    var match = /(?:^#|&)t=([0-9:.]+)/.exec(location.hash);
-    if (!match) return;
-    var parts = match[1].split(":");
-    var seconds = 0;
-    for (var i = 0; i < parts.length; i++) seconds = seconds * 60 + parseFloat(parts[i] || "0");
-    seek(seconds, play);
+  /* ?t=90 or #t=1:30 in the page's address: the player is positioned there once it knows the
+     media (hls.js starts loading there), so pressing play plays from there. A #t= set later
+     (a shared link followed within the page) seeks and plays. */
+  function seekToRequested() {
+    if (isFinite(startAt) && Math.abs(video.currentTime - startAt) > 0.25) seek(startAt, false);
   }
-  window.addEventListener("hashchange", function () { seekToHash(true); });
-  if (video.readyState >= 1) seekToHash(false);
-  else video.addEventListener("loadedmetadata", function () { seekToHash(false); }, { once: true });
+  window.addEventListener("hashchange", function () {
+    startAt = requestedTime();
+    if (isFinite(startAt)) seek(startAt, true);
+  });
+  if (video.readyState >= 1) seekToRequested();
+  else video.addEventListener("loadedmetadata", seekToRequested, { once: true });
+
+  /* A plain click on a link to a time on this page (a chapter, a transcript time) seeks in
+     place; the link still works without script, and opens elsewhere with a modifier key. */
+  function plainClick(event) {
+    return event.button === 0 && !event.metaKey && !event.ctrlKey && !event.shiftKey && !event.altKey;
+  }
+
+  /* Chapters: a click seeks to the chapter; the one playing is marked. */
+  var chapterList = document.querySelector("[data-recast-chapters]");
+  var chapterLinks = chapterList ? chapterList.querySelectorAll("a[data-start]") : [];
+  if (chapterList) {
+    chapterList.addEventListener("click", function (event) {
+      var link = event.target && event.target.closest ? event.target.closest("a[data-start]") : null;
+      if (!link || !chapterList.contains(link) || !plainClick(event)) return;
+      event.preventDefault();
+      seek(parseFloat(link.getAttribute("data-start")), true);
+      video.scrollIntoView({ block: "nearest" });
+    });
+  }
+
+  /* Marks, among elements carrying data-start in time order, the last one already begun. */
+  function markCurrent(items) {
+    var current = null;
+    for (var i = 0; i < items.length; i++) {
+      if (parseFloat(items[i].getAttribute("data-start")) <= video.currentTime + 0.25) {
+        current = items[i];
+      }
+    }
+    for (var j = 0; j < items.length; j++) {
+      if (items[j] === current) items[j].setAttribute("aria-current", "true");
+      else items[j].removeAttribute("aria-current");
+    }
+  }
 
   /* Transcript: a click on a paragraph seeks the player to it; the current one is marked. */
   var transcript = document.querySelector("[data-recast-transcript]");
@@ -81,6 +155,7 @@
         target = target.parentElement;
       }
       if (!target || target === transcript) return;
+      if (event.target.closest && event.target.closest("a") && !plainClick(event)) return;
       event.preventDefault();
       seek(parseFloat(target.getAttribute("data-start")), true);
       video.scrollIntoView({ block: "nearest" });
@@ -155,6 +230,11 @@
     return found;
   }
 
+  video.addEventListener("timeupdate", function () {
+    markCurrent(chapterLinks);
+    markCurrent(paragraphs);
+  });
+
   if (scrubber) {
     scrubber.hidden = false;
     video.addEventListener("timeupdate", function () {
@@ -163,16 +243,6 @@
       if (fill) fill.style.width = (ratio * 100).toFixed(2) + "%";
       scrubber.setAttribute("aria-valuenow", Math.floor(video.currentTime));
       scrubber.setAttribute("aria-valuetext", clock(video.currentTime));
-      var current = null;
-      for (var i = 0; i < paragraphs.length; i++) {
-        if (parseFloat(paragraphs[i].getAttribute("data-start")) <= video.currentTime + 0.25) {
-          current = paragraphs[i];
-        }
-      }
-      for (var j = 0; j < paragraphs.length; j++) {
-        if (paragraphs[j] === current) paragraphs[j].setAttribute("aria-current", "true");
-        else paragraphs[j].removeAttribute("aria-current");
-      }
     });
     video.addEventListener("durationchange", function () {
       scrubber.setAttribute("aria-valuemax", Math.floor(duration()));
@@ -199,5 +269,43 @@
         })
         .catch(function () {});
     }
+  }
+
+  /* The vertical (9:16) cut: its link swaps the main player for a player of its own, at the
+     same time (both cover the same span), and back. Without script the link opens the MP4. */
+  var verticalToggle = document.querySelector("[data-recast-vertical-toggle]");
+  var verticalFigure = document.querySelector("[data-recast-vertical]");
+  var vertical = verticalFigure && verticalFigure.querySelector("video");
+  var mainFigure = video.closest("figure");
+  if (verticalToggle && vertical && mainFigure) {
+    var toVertical = verticalToggle.textContent;
+    var toMain = verticalToggle.getAttribute("data-label-back") || toVertical;
+    verticalToggle.setAttribute("role", "button");
+    verticalToggle.setAttribute("aria-pressed", "false");
+    verticalToggle.addEventListener("click", function (event) {
+      event.preventDefault();
+      var showVertical = verticalFigure.hidden;
+      var from = showVertical ? video : vertical;
+      var to = showVertical ? vertical : video;
+      var playing = !from.paused && !from.ended;
+      var at = from.currentTime;
+      from.pause();
+      mainFigure.hidden = showVertical;
+      verticalFigure.hidden = !showVertical;
+      to.muted = from.muted;
+      to.volume = from.volume;
+      if (to.preload === "none") to.preload = "metadata";
+      if (at > 0) {
+        if (to.readyState >= 1) to.currentTime = at;
+        else to.addEventListener("loadedmetadata", function () { to.currentTime = at; }, { once: true });
+      }
+      if (playing) {
+        var started = to.play();
+        if (started && started.catch) started.catch(function () {});
+      }
+      verticalToggle.setAttribute("aria-pressed", showVertical ? "true" : "false");
+      verticalToggle.textContent = showVertical ? toMain : toVertical;
+      root.setAttribute("data-view", showVertical ? "vertical" : "main");
+    });
   }
 })();

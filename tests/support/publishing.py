@@ -85,11 +85,17 @@ def _ffmpeg_hls(source: Path, directory: Path, master: str = "master.m3u8") -> N
 class JobMedia:
     """Real media files for a job, made once into ``root``."""
 
-    def __init__(self, root: Path, duration: float = DURATION):
+    def __init__(
+        self, root: Path, duration: float = DURATION, *, size: str = "320x180", rate: int = 25
+    ):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.clip = make_clip(
-            root / "clip.mp4", duration=duration, extra=("-movflags", "+faststart")
+            root / "clip.mp4",
+            duration=duration,
+            size=size,
+            rate=rate,
+            extra=("-movflags", "+faststart"),
         )
         self.thumbnail = root / "thumbnail.jpg"
         run_ffmpeg("-ss", "1", "-i", str(self.clip), "-frames:v", "1", str(self.thumbnail))
@@ -306,12 +312,16 @@ STAND_IN_REQUIRES: dict[str, tuple[str, ...]] = {
     "transcode": ("ingest",),
     "thumbnails": ("ingest",),
     "transcript": ("ingest",),
+    "chapters": ("ingest",),
+    "social": ("ingest",),
 }
 """The stages the publish stages require, as stand-ins (probe left out: nothing reads it here)."""
+LAID_OUT = ("ingest", "playable", "transcode", "thumbnails", "transcript")
+"""The stages :func:`make_job` lays out unless told otherwise."""
 
 
 def publish_dag(
-    stages: tuple[str, ...] = tuple(STAND_IN_REQUIRES),
+    stages: tuple[str, ...] = LAID_OUT,
     *,
     ingest: StageFunction | None = None,
 ) -> Dag:
