@@ -8,6 +8,7 @@ consumers expect.
 
 from __future__ import annotations
 
+import json
 from html import escape
 from typing import Any
 
@@ -50,3 +51,9 @@ def oembed_response(card: Card, watch_url: str, publish: PublishSettings) -> dic
         data["thumbnail_width"] = card.poster.width
         data["thumbnail_height"] = card.poster.height
     return data
+
+
+def oembed_json(card: Card, watch_url: str, publish: PublishSettings) -> bytes:
+    """``oembed.json`` as published beside the card."""
+    data = oembed_response(card, watch_url, publish)
+    return (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode()

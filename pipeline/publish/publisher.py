@@ -29,7 +29,7 @@ from pipeline.core.job import JobState, StageStatus, utcnow
 from pipeline.core.settings import Settings
 from pipeline.core.stage import StageContext, StageResult
 from pipeline.core.workspace import Workspace
-from pipeline.publish import ownership, webhooks, writer
+from pipeline.publish import ownership, poster, webhooks, writer
 from pipeline.publish.assemble import Publication, StageOutput, assemble
 from pipeline.publish.static import static_files
 from pipeline.storage import Storage, open_storage, retry_storage
@@ -90,6 +90,7 @@ def publish_from_stages(
     moment = now or utcnow()
     meta = readers.source_info(ctx)
     work = ctx.out / "work"
+    in_place = writer.read_card(storage, meta.card_id)
     publication = assemble(
         meta=meta,
         outputs=finished_outputs(ctx, stages),
@@ -102,6 +103,8 @@ def publish_from_stages(
         work=work,
         source_thumbnail=readers.source_thumbnail(ctx),
     )
+    # A poster a producer chose by time outlives the job publishing the card again.
+    publication = poster.keep_chosen_poster(publication, in_place, storage, settings, work)
     ctx.progress(20, f"publishing the {publication.card.status} card")
     outcome = writer.publish(
         storage, settings, publication, now=moment, force=ownership.forced(ctx.spec.options)

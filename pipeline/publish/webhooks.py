@@ -1,7 +1,8 @@
 """Webhooks: tell a CMS when a card changes or a job fails, reliably and verifiably.
 
-Events ``card.preview``, ``card.playable``, ``card.ready`` and ``job.failed`` go to every URL
-in ``publish.webhook_urls`` and to the job's callback URL. The body is JSON::
+Events ``card.preview``, ``card.playable``, ``card.ready``, ``card.updated`` and
+``job.failed`` go to every URL in ``publish.webhook_urls`` and to the job's callback URL (a
+``card.updated`` has no job: configured URLs only). The body is JSON::
 
     {"id": "evt_…", "type": "card.ready", "time": "…", "job_id": "…", "card_id": "…",
      "card": {…}}                     # or "error": {"code", "message", "transient", "hint"}
@@ -65,6 +66,8 @@ class EventType(StrEnum):
     CARD_PREVIEW = "card.preview"
     CARD_PLAYABLE = "card.playable"
     CARD_READY = "card.ready"
+    CARD_UPDATED = "card.updated"
+    """A ready card changed without a job: its poster chosen by time."""
     JOB_FAILED = "job.failed"
 
 

@@ -9,9 +9,10 @@ One ffmpeg pass over the source (decoded once, split in two) yields
   histogram entropy);
 - one small frame per storyboard interval (:mod:`pipeline.media.storyboard`).
 
-From the winner: ``thumbs/poster-<w>.jpg`` and ``.webp`` for the srcset widths (never wider
-than the video), ``thumbs/poster-square.jpg`` (a 1:1 crop around the most detailed part) and a
-BlurHash placeholder (``StageResult.data["placeholder"]``). A second, short ffmpeg pass cuts
+From the winner (:func:`pipeline.media.posters.write_posters`): ``thumbs/poster-<w>.jpg`` and
+``.webp`` for the srcset widths (never wider than the video), ``thumbs/poster-square.jpg`` (a
+1:1 crop around the most detailed part) and a BlurHash placeholder
+(``StageResult.data["placeholder"]``). A second, short ffmpeg pass cuts
 the muted hover preview around the poster's time: ``thumbs/preview.mp4`` and ``.webp``.
 
 Sources longer than about eight minutes (a storyboard interval of 5 s or more) are read by
@@ -31,29 +32,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from pipeline.core import readers
 from pipeline.core.mediainfo import MediaInfo
-from pipeline.core.settings import MediaSettings, ThumbnailSettings
+from pipeline.core.settings import MediaSettings
 from pipeline.core.stage import AssetRole, OutputAsset, Queue, Stage, StageContext, StageResult
 from pipeline.media import storyboard
 from pipeline.media.ladder import source_filters
+from pipeline.media.posters import SCORE_WIDTH, THUMBS_DIR, write_posters
 from pipeline.tools import ffmpeg_tools
 from pipeline.tools.ffmpeg_tools import Filter, Graph, Output
-from pipeline.tools.images import (
-    Variant,
-    flatten,
-    grayscale,
-    image_size,
-    placeholder,
-    write_variants,
-)
+from pipeline.tools.images import flatten, grayscale
 
-THUMBS_DIR = "thumbs"
 WORK_DIR = ".work"
 KEYFRAMES_ONLY_INTERVAL_S = 5.0
-SCORE_WIDTH = 256
 WAVEFORM_SIZE = (1280, 720)
 WAVEFORM_BACKGROUND = (16, 24, 40)
 WAVEFORM_COLOR = "0x7fb2ff"
@@ -275,82 +267,9 @@ def waveform(
     raw.unlink()
 
 
-# -- posters ------------------------------------------------------------------------------
-
-
-def square_box(pixels: NDArray[np.float64]) -> tuple[float, float]:
-    """Where a square window over the most detailed part starts, as fractions of (x, y)."""
-    height, width = pixels.shape
-    side = min(width, height)
-    energy = np.abs(np.diff(pixels, axis=0))[:, :-1] + np.abs(np.diff(pixels, axis=1))[:-1, :]
-    along = energy.sum(axis=0) if width > height else energy.sum(axis=1)
-    length = len(along)
-    window = min(side, length)
-    if length <= window:
-        return 0.0, 0.0
-    sums = np.convolve(along, np.ones(window), mode="valid")
-    centre = (len(sums) - 1) / 2
-    bias = 1 - 0.3 * np.abs(np.arange(len(sums)) - centre) / max(centre, 1)
-    best = int(np.argmax(sums * bias)) / (len(along) + 1)
-    return (best, 0.0) if width > height else (0.0, best)
-
-
 def _thumb_asset(key: str, role: AssetRole, **fields: Any) -> OutputAsset:
     """An image or track of this stage, published under the same key it has in the stage."""
     return OutputAsset(file=key, key=key, role=role, **fields)
-
-
-def write_posters(
-    frame: Path, out: Path, thumbs: ThumbnailSettings, time: float | None
-) -> tuple[list[OutputAsset], str]:
-    """Poster sizes (JPEG and WebP), the square crop, and the BlurHash of the poster (also in
-    each poster asset's ``extra["placeholder"]``)."""
-    assets: list[OutputAsset] = []
-    variants: list[Variant] = []
-    extra: dict[str, Any] = {} if time is None else {"time": round(time, 3)}
-    frame_width, frame_height = image_size(frame)
-    widths = sorted({w for w in thumbs.poster_widths if w <= frame_width}, reverse=True)
-    widths = widths or [frame_width - frame_width % 2]
-    for width in widths:
-        height = max(2, round(frame_height * width / frame_width))
-        for ext, kind in (("jpg", "image/jpeg"), ("webp", "image/webp")):
-            target = out / f"poster-{width}.{ext}"
-            variants.append(Variant(target, (width, height)))
-            key = f"{THUMBS_DIR}/{target.name}"
-            assets.append(
-                _thumb_asset(
-                    key,
-                    role=AssetRole.POSTER,
-                    width=width,
-                    height=height,
-                    extra={"type": kind, **extra},
-                )
-            )
-    side = min(frame_width, frame_height)
-    fx, fy = square_box(grayscale(frame, SCORE_WIDTH))
-    left, top = round(fx * frame_width), round(fy * frame_height)
-    left, top = min(left, frame_width - side), min(top, frame_height - side)
-    size = min(side, thumbs.square_size)
-    square = (left, top, left + side, top + side)
-    variants.append(Variant(out / "poster-square.jpg", (size, size), square))
-    write_variants(
-        frame, variants, jpeg_quality=thumbs.jpeg_quality, webp_quality=thumbs.webp_quality
-    )
-    key = f"{THUMBS_DIR}/poster-square.jpg"
-    assets.append(
-        _thumb_asset(
-            key,
-            role=AssetRole.POSTER_SQUARE,
-            width=size,
-            height=size,
-            extra={"type": "image/jpeg", **extra},
-        )
-    )
-    blurhash = placeholder(out / f"poster-{widths[-1]}.jpg")
-    for asset in assets:
-        if asset.role is AssetRole.POSTER:
-            asset.extra["placeholder"] = blurhash
-    return assets, blurhash
 
 
 # -- the stage ----------------------------------------------------------------------------
