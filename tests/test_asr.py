@@ -195,7 +195,8 @@ def test_german_is_detected_recorded_and_transcribed_in_german(
     tmp_path: Path, server: MediaServer, model_cache: Path, media_dir: Path
 ) -> None:
     clip = make_speech_clip(media_dir / "german.mp4", GERMAN, voice="de", lead_silence=0.5)
-    settings = transcript_settings(tmp_path, model_cache)
+    # the English translation has its own tests (test_translate.py): not paid for twice
+    settings = transcript_settings(tmp_path, model_cache, translate_to_english=False)
     state, workspace = run_transcript_job(settings, serve(server, clip, "de.mp4"))
     assert state.status is JobStatus.SUCCEEDED, state.error
     document = transcript_json(workspace)

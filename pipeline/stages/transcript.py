@@ -18,6 +18,23 @@ Recognition: the first audio stream is decoded once to 16 kHz mono (``ffmpeg_too
 else the detected one (recorded). No audio stream: ``skipped: no audio``; silence or music
 only: an empty transcript (and no caption track), not a failure.
 
+English for every talk (``transcript.translate_to_english``; never with engine ``captions``,
+which runs no speech model): when the transcript's language (recognised, or the source
+captions') is not English and no English track is published (a human English track of the
+source wins: nothing is translated), Whisper's translate task runs over the same audio with the
+same model and options, and its English becomes a ``subtitles`` track ``en``, automatic,
+labelled "English (machine-translated)", ``extra.translated_from`` = the spoken language. Its
+cues are built from segment times (see :func:`asr.translate`). The transcript and its own
+track stay in the spoken language. A second decoder pass: it roughly doubles the stage's
+recognition time on such talks. When the transcript came from captions and the speech model
+cannot be loaded, the stage warns and publishes the captions untranslated.
+
+A clip's job (``options["clip"]``) recognises nothing: the ingest stage cut its parent's
+transcript to the clip and re-timed it (``clip-transcript.json``); the cues are built again
+from those words with this job's rules (for a transcript made from captions the parent's cue
+ends stay preferred breaks), and language, engine, model and the human/machine flags are the
+parent's. A parent without a transcript gives a clip without one (``skipped``).
+
 Outputs (written by :mod:`pipeline.stages.transcript_outputs`), in ``transcript/captions/``,
 published under the same keys:
 
@@ -40,11 +57,13 @@ from typing import Any
 import numpy as np
 
 from pipeline.core import languages, readers
+from pipeline.core.clip import clip_spec
 from pipeline.core.errors import ErrorCode, RecastError
 from pipeline.core.source import SourceInfo, SubtitleTrack
 from pipeline.core.stage import Queue, Stage, StageContext, StageResult
 from pipeline.core.timedtext import TranscriptSegment
 from pipeline.media.captions import CaptionError, SourceCaptions, caption_words, parse_caption_file
+from pipeline.media.clips import timed_words
 from pipeline.media.subtitles import build_cues
 from pipeline.stages.transcript_outputs import (
     LanguageSource,
@@ -187,15 +206,10 @@ def read_speech_wav(path: Path) -> np.ndarray[Any, np.dtype[np.float32]]:
     return samples
 
 
-def from_speech(
-    ctx: StageContext, media: Path, duration: float, wanted: str | None, source: LanguageSource
-) -> TranscriptOutcome:
-    settings = ctx.settings.transcript
-    resolved = resolve_model(settings)
-    language = languages.base(wanted) if wanted else None
-    if language is not None and language not in asr.supported_languages(resolved.config):
-        ctx.warn(f"The speech model does not know the language {wanted!r}; detecting it.")
-        language, source = None, "none"
+def speech_audio(
+    ctx: StageContext, media: Path, duration: float
+) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """The first audio stream of ``media`` as 16 kHz mono samples."""
     wav = ctx.out / ".speech.wav"
     try:
         ctx.progress(2, "extracting audio")
@@ -210,12 +224,33 @@ def from_speech(
     finally:
         wav.unlink(missing_ok=True)
     ctx.check_cancelled()
+    return audio
+
+
+def _is_english(tag: str | None) -> bool:
+    return tag is not None and languages.base(tag) == "en"
+
+
+def from_speech(
+    ctx: StageContext,
+    audio: np.ndarray[Any, np.dtype[np.float32]],
+    wanted: str | None,
+    source: LanguageSource,
+) -> TranscriptOutcome:
+    settings = ctx.settings.transcript
+    resolved = resolve_model(settings)
+    language = languages.base(wanted) if wanted else None
+    if language is not None and language not in asr.supported_languages(resolved.config):
+        ctx.warn(f"The speech model does not know the language {wanted!r}; detecting it.")
+        language, source = None, "none"
+    # leave room on the progress bar for a translation when one may follow
+    share = 55 if settings.translate_to_english and not _is_english(wanted) else 85
     ctx.progress(10, "recognising speech")
     recognition = asr.transcribe(
         audio,
         resolved.config,
         asr.AsrOptions(language=language, beam_size=settings.beam_size, vad=settings.vad),
-        on_progress=lambda f: ctx.progress(10 + 85 * f, "recognising speech"),
+        on_progress=lambda f: ctx.progress(10 + share * f, "recognising speech"),
         cancel_event=ctx.cancel_event,
     )
     words = [word for segment in recognition.segments for word in segment.words]
@@ -249,13 +284,93 @@ def from_speech(
     )
 
 
+# -- English for every talk ---------------------------------------------------------------------
+
+
+def english_translation(
+    ctx: StageContext,
+    outcome: TranscriptOutcome,
+    audio: np.ndarray[Any, np.dtype[np.float32]] | None,
+) -> Track | None:
+    """A machine-translated English track of the speech, when the transcript is in another
+    language and no English track is published (see the module's docstring)."""
+    settings = ctx.settings.transcript
+    spoken = outcome.language
+    if not settings.translate_to_english or settings.engine == "captions":
+        return None  # engine captions: no speech model runs at all
+    if not outcome.segments:
+        return None
+    if spoken is None or spoken == UNDETERMINED or _is_english(spoken):
+        return None
+    if any(_is_english(track.lang) for track in outcome.tracks):
+        return None
+    if audio is None and not readers.media_info(ctx).has_audio:
+        return None
+    try:
+        resolved = resolve_model(settings)
+        known = asr.supported_languages(resolved.config)
+    except RecastError as error:
+        # captions need no model: one that cannot load costs the translation, not the captions
+        if error.code is not ErrorCode.MODEL_UNAVAILABLE:
+            raise
+        ctx.warn(f"No English translation: {error.message}")
+        return None
+    language: str | None = languages.base(spoken)
+    if language not in known:
+        language = None  # the model detects what it can
+    if audio is None:
+        audio = speech_audio(ctx, readers.source_media(ctx), readers.media_info(ctx).duration)
+    ctx.progress(65, "translating to English")
+    translation = asr.translate(
+        audio,
+        resolved.config,
+        asr.AsrOptions(language=language, beam_size=settings.beam_size, vad=settings.vad),
+        on_progress=lambda f: ctx.progress(65 + 30 * f, "translating to English"),
+        cancel_event=ctx.cancel_event,
+    )
+    words = [word for segment in translation.segments for word in segment.words]
+    cues = build_cues(words, rules(settings))
+    if not cues:
+        return None
+    return Track(lang="en", automatic=True, cues=cues, kind="subtitles", translated_from=spoken)
+
+
+# -- a clip: its parent's words -----------------------------------------------------------------
+
+
+def from_parent_words(ctx: StageContext) -> StageResult:
+    """A clip's captions and transcript from its parent's words (see the module's docstring)."""
+    document = readers.clip_transcript(ctx)
+    if document is None:
+        return StageResult.skipped("the parent card has no transcript")
+    cues = build_cues(timed_words(document), rules(ctx.settings.transcript))
+    lang = document.language or UNDETERMINED
+    tracks = [Track(lang=lang, automatic=document.automatic, cues=cues)] if cues else []
+    outcome = TranscriptOutcome(
+        engine=document.engine,
+        language=document.language,
+        language_source=document.language_source,
+        automatic=document.automatic,
+        word_timing=document.word_timing if cues else "none",
+        segments=segments_from_cues(cues, recognised=document.engine == "asr"),
+        tracks=tracks,
+        model=document.model,
+        language_probability=document.language_probability,
+        duration=document.duration,
+    )
+    return finish(ctx, outcome)
+
+
 def run(ctx: StageContext) -> StageResult:
     settings = ctx.settings.transcript
     if settings.engine == "none":
         return StageResult.skipped("transcripts are turned off (transcript.engine = none)")
+    if clip_spec(ctx.spec) is not None:
+        return from_parent_words(ctx)
     info = readers.source_info(ctx)
     wanted, source = wanted_language(ctx)
     ranked = ranked_tracks(info, wanted)
+    audio: np.ndarray[Any, np.dtype[np.float32]] | None = None
     use_captions = settings.engine != "asr" and bool(ranked)
     outcome = from_captions(ctx, ranked, wanted) if use_captions else None
     if outcome is None:
@@ -266,9 +381,12 @@ def run(ctx: StageContext) -> StageResult:
         described = readers.media_info(ctx)
         if not described.has_audio:
             return StageResult.skipped("no audio")
-        media = readers.source_media(ctx)
-        outcome = from_speech(ctx, media, described.duration, wanted, source)
+        audio = speech_audio(ctx, readers.source_media(ctx), described.duration)
+        outcome = from_speech(ctx, audio, wanted, source)
     outcome.tracks.extend(other_tracks(ctx, ranked, outcome))
+    translated = english_translation(ctx, outcome, audio)
+    if translated is not None:
+        outcome.tracks.append(translated)
     return finish(ctx, outcome)
 
 
@@ -277,5 +395,5 @@ STAGE = Stage(
     queue=Queue.ASR,
     run=run,
     requires=(readers.INGEST, readers.PROBE),
-    time_limit_factor=1.0,
+    time_limit_factor=2.0,  # recognition, and a translation pass as long on non-English talks
 )

@@ -37,6 +37,13 @@ class Track:
     automatic: bool
     cues: list[Cue]
     kind: str = "captions"
+    translated_from: str | None = None
+    """A machine translation's source language (the speech's): labelled machine-translated."""
+
+    @property
+    def label(self) -> str:
+        name = languages.label(self.lang)
+        return f"{name} (machine-translated)" if self.translated_from else name
 
 
 @dataclass
@@ -105,14 +112,13 @@ def _write_tracks(ctx: StageContext, outcome: TranscriptOutcome) -> list[OutputA
         common: dict[str, Any] = {
             "role": AssetRole.CAPTIONS,
             "lang": track.lang,
-            "label": languages.label(track.lang),
+            "label": track.label,
             "automatic": track.automatic,
         }
-        assets.append(
-            OutputAsset(
-                file=vtt, key=vtt, extra={"format": "vtt", "srt": srt, "kind": track.kind}, **common
-            )
-        )
+        extra: dict[str, Any] = {"format": "vtt", "srt": srt, "kind": track.kind}
+        if track.translated_from:
+            extra["translated_from"] = track.translated_from
+        assets.append(OutputAsset(file=vtt, key=vtt, extra=extra, **common))
         assets.append(OutputAsset(file=srt, key=srt, extra={"format": "srt", "vtt": vtt}, **common))
     return assets
 

@@ -6,8 +6,14 @@ model is loaded: without the ``asr`` extra (an API-only image) everything else s
 - :func:`transcribe` decodes 16 kHz mono samples with voice activity detection (silence and
   music are not decoded), word timestamps, and the language given or else detected; it
   reports progress and stops between segments when the job is cancelled.
-- :data:`STATS` counts model loads and transcriptions: a real observable for tests, the
-  benchmark and metrics ("two jobs load the model once", "recognition did not run").
+- :func:`translate` runs Whisper's translate task (speech in any language to English text)
+  with the same model and options: a second decoder pass. Whisper's word timestamps come from
+  aligning the tokens it wrote with the audio, which means little for a translation, so a
+  translated segment keeps Whisper's segment times and its words are spread over them by
+  their length (then moved out of leading or trailing silence like recognised words), the
+  segment's end marked as a preferred cue break.
+- :data:`STATS` counts model loads, transcriptions and translations: a real observable for
+  tests, the benchmark and metrics ("two jobs load the model once", "recognition did not run").
 - :func:`check_model` loads a model directory once, as the installer's last check.
 """
 
@@ -19,7 +25,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -30,6 +36,7 @@ if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
 SAMPLE_RATE = 16_000
+Task = Literal["transcribe", "translate"]
 log = logging.getLogger("recast.asr")
 
 
@@ -51,6 +58,7 @@ class AsrStats:
     model_loads: int = 0
     check_loads: int = 0
     transcriptions: int = 0
+    translations: int = 0
     audio_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -60,6 +68,7 @@ class AsrStats:
                 "model_loads": self.model_loads,
                 "check_loads": self.check_loads,
                 "transcriptions": self.transcriptions,
+                "translations": self.translations,
                 "audio_seconds": self.audio_seconds,
             }
 
@@ -204,15 +213,39 @@ def snap_to_sound(words: list[Word], audio: np.ndarray[Any, np.dtype[np.float32]
     return snapped
 
 
-def transcribe(
+def spread_words(text: str, start: float, end: float) -> list[Word]:
+    """Words of ``text`` with times spread over [start, end] by their length; the last one is
+    marked as a preferred cue break (its segment ends there)."""
+    tokens = text.split()
+    total = sum(len(token) + 1 for token in tokens)
+    words: list[Word] = []
+    at = start
+    for index, token in enumerate(tokens):
+        share = (end - start) * (len(token) + 1) / total
+        last = index == len(tokens) - 1
+        words.append(
+            Word(text=" " + token, start=at, end=end if last else at + share, break_after=last)
+        )
+        at += share
+    return words
+
+
+def _recognised_words(
+    segment: Any, text: str, audio: np.ndarray[Any, np.dtype[np.float32]], task: Task
+) -> list[Word]:
+    if task == "translate":
+        return snap_to_sound(spread_words(text, float(segment.start), float(segment.end)), audio)
+    return snap_to_sound(_words(segment), audio)
+
+
+def _decode(
     audio: np.ndarray[Any, np.dtype[np.float32]],
     config: ModelConfig,
     options: AsrOptions,
-    *,
-    on_progress: Callable[[float], None] | None = None,
-    cancel_event: threading.Event | None = None,
+    task: Task,
+    on_progress: Callable[[float], None] | None,
+    cancel_event: threading.Event | None,
 ) -> Recognition:
-    """Recognise speech in ``audio`` (16 kHz mono float32 samples)."""
     model = get_model(config)
     duration = len(audio) / SAMPLE_RATE
     language = options.language
@@ -221,13 +254,17 @@ def transcribe(
             ErrorCode.CONFIG_INVALID, f"The speech model does not know the language {language!r}."
         )
     with STATS.lock:
-        STATS.transcriptions += 1
+        if task == "translate":
+            STATS.translations += 1
+        else:
+            STATS.transcriptions += 1
         STATS.audio_seconds += duration
     segments_iter, info = model.transcribe(
         audio,
         language=language,
+        task=task,
         beam_size=options.beam_size,
-        word_timestamps=True,
+        word_timestamps=task == "transcribe",
         vad_filter=options.vad,
         condition_on_previous_text=False,
     )
@@ -239,7 +276,7 @@ def transcribe(
         if not text:
             continue
         noise = is_noise(text)
-        words = snap_to_sound(_words(segment), audio)
+        words = _recognised_words(segment, text, audio, task)
         if noise or not words:
             words = [
                 Word(
@@ -271,3 +308,30 @@ def transcribe(
         speech_duration=speech,
         segments=segments,
     )
+
+
+def transcribe(
+    audio: np.ndarray[Any, np.dtype[np.float32]],
+    config: ModelConfig,
+    options: AsrOptions,
+    *,
+    on_progress: Callable[[float], None] | None = None,
+    cancel_event: threading.Event | None = None,
+) -> Recognition:
+    """Recognise speech in ``audio`` (16 kHz mono float32 samples)."""
+    return _decode(audio, config, options, "transcribe", on_progress, cancel_event)
+
+
+def translate(
+    audio: np.ndarray[Any, np.dtype[np.float32]],
+    config: ModelConfig,
+    options: AsrOptions,
+    *,
+    on_progress: Callable[[float], None] | None = None,
+    cancel_event: threading.Event | None = None,
+) -> Recognition:
+    """English text of the speech in ``audio`` (Whisper's translate task), timed by segment.
+    ``options.language`` is the spoken language (None: detected); the result's ``language``
+    is that spoken language, not English. Word confidences are left out: Whisper gives none
+    for a segment's words without word timestamps."""
+    return _decode(audio, config, options, "translate", on_progress, cancel_event)
