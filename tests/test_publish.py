@@ -78,7 +78,7 @@ def test_ready_card_from_the_stages_assets(media: JobMedia, settings: Settings) 
     jsonschema.Draft202012Validator(SCHEMA).validate(data)
     card = Card.model_validate(data)
     assert card.status is CardStatus.READY
-    assert card.schema_version == "1.1"
+    assert card.schema_version == "1.2"
     assert card.streams.hls == "hls/master.m3u8"
     assert [(s.src, s.width, s.height) for s in card.streams.mp4] == [("mp4/180p.mp4", 320, 180)]
     assert card.streams.audio == "mp4/audio.m4a"

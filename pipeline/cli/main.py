@@ -33,6 +33,8 @@ from pipeline.publish.ownership import FORCE_OPTION
 # Modules that add subcommands: each defines ``register(subparsers)``.
 COMMAND_MODULES: list[str] = [
     "workers.cli",
+    "workers.clip_cli",
+    "workers.poster_cli",
     "pipeline.cli.models",
     "pipeline.cli.webhooks",
     "pipeline.cli.status",

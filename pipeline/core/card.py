@@ -3,7 +3,9 @@
 The schema is generated from these models and published as docs/card.schema.json; a change
 that breaks readers bumps ``SCHEMA_VERSION``'s major number, an added optional field its minor.
 
-History: 1.1 added ``storyboard``, ``preview_clip`` and ``pages`` (all optional).
+History: 1.1 added ``storyboard``, ``preview_clip`` and ``pages`` (all optional); 1.2 added
+``parent`` (clips), ``chapters_track``, ``streams.social`` (the 9:16 cut), ``poster.chosen_time``
+and ``CaptionTrack.translated_from`` (all optional).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 class CardStatus(StrEnum):
@@ -69,12 +71,33 @@ class Poster(_Model):
     srcset: str = Field(description="An HTML srcset value over the sources.")
     sources: list[ImageSource]
     placeholder: str | None = Field(None, description="BlurHash or a tiny data: URI.")
+    chosen_time: float | None = Field(
+        None,
+        ge=0,
+        description="Where in the recording the poster's frame is, in seconds, when a producer "
+        "chose it (POST /v1/cards/{id}/poster); a job publishing the card again keeps it.",
+    )
+
+
+class SocialCut(_Model):
+    """The 9:16 vertical rendition for social platforms."""
+
+    src: str
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    type: str = Field("video/mp4", description="MIME type.")
+    captions: bool = Field(False, description="Whether captions are burned into the picture.")
 
 
 class Streams(_Model):
     hls: str | None = None
     mp4: list[ImageSource] = Field(default_factory=list)
     audio: str | None = None
+    social: SocialCut | None = Field(
+        None,
+        description="A 9:16 cut (1080x1920, or smaller for a smaller source), H.264 + AAC MP4; "
+        "only when the job asked for it (options.social).",
+    )
 
 
 class CaptionTrack(_Model):
@@ -84,6 +107,11 @@ class CaptionTrack(_Model):
     automatic: bool = False
     src: str
     srt: str | None = None
+    translated_from: str | None = Field(
+        None,
+        description="Set on a machine translation of the speech (automatic is then true): the "
+        "spoken language it was translated from, e.g. de for a German talk's English track.",
+    )
 
 
 class TranscriptLinks(_Model):
@@ -108,6 +136,18 @@ class ChapterRef(_Model):
     end: float | None = None
 
 
+class ParentRef(_Model):
+    """The card a clip was cut from, and the span of its time the clip covers."""
+
+    id: str = Field(description="The parent card's id.")
+    title: str = Field("", description="The parent card's title.")
+    url: str = Field(description="The parent's watch page.")
+    start: float = Field(ge=0, description="Where the clip starts, in the parent's seconds.")
+    end: float = Field(
+        gt=0, description="Where the clip ends (exclusive), in the parent's seconds."
+    )
+
+
 class Card(_Model):
     schema_version: str = SCHEMA_VERSION
     id: str
@@ -124,11 +164,19 @@ class Card(_Model):
     captions: list[CaptionTrack] = Field(default_factory=list)
     transcript: TranscriptLinks | None = None
     chapters: list[ChapterRef] = Field(default_factory=list)
+    chapters_track: str | None = Field(
+        None,
+        description='WebVTT chapters track (<track kind="chapters">) of the chapters: a cue per '
+        "chapter, its title the text.",
+    )
     storyboard: str | None = Field(
         None, description="WebVTT track of storyboard thumbnails (sprite#xywh=x,y,w,h cues)."
     )
     preview_clip: str | None = Field(None, description="A short silent preview clip (MP4).")
     pages: Pages | None = None
+    parent: ParentRef | None = Field(
+        None, description="For a clip: the card it was cut from and the span it covers."
+    )
     tags: list[str] = Field(default_factory=list)
     language: str | None = None
     updated: datetime

@@ -40,6 +40,21 @@ class ErrorCode(StrEnum):
     MEDIA_INVALID = "media.invalid"
     CARD_CONFLICT = "card.conflict"
     """The card id is taken by a card of another source; never replaced unless forced."""
+    CLIP_PARENT_NOT_FOUND = "clip.parent_not_found"
+    """A clip was asked of a card that is not published (HTTP 404)."""
+    CLIP_PARENT_NOT_READY = "clip.parent_not_ready"
+    """A clip was asked of a card that is not ready yet (preview or playable; HTTP 409)."""
+    CLIP_RANGE_INVALID = "clip.range_invalid"
+    """A clip's from/to cannot be read, or fall outside the recording, or make a clip shorter
+    than a second or longer than ``clips.max_duration_s`` (HTTP 422)."""
+    CARD_NOT_FOUND = "card.not_found"
+    """A card was asked for by id (its poster by time) and none is published (HTTP 404)."""
+    CARD_NOT_READY = "card.not_ready"
+    """The card is not ready, or has no video to take a frame from (HTTP 409)."""
+    POSTER_TIME_INVALID = "poster.time_invalid"
+    """A poster's time is not inside the recording, [0, duration) (HTTP 422)."""
+    SOCIAL_INVALID = "social.invalid"
+    """The job's ``social`` option (the 9:16 cut) is malformed, or its crop leaves the frame."""
     NETWORK_TIMEOUT = "network.timeout"
     NETWORK_RATE_LIMITED = "network.rate_limited"
     NETWORK_SERVER_ERROR = "network.server_error"
@@ -95,6 +110,13 @@ INPUT_CODES: frozenset[ErrorCode] = frozenset(
         ErrorCode.LIMIT_PIXELS,
         ErrorCode.MEDIA_INVALID,
         ErrorCode.CARD_CONFLICT,
+        ErrorCode.CLIP_PARENT_NOT_FOUND,
+        ErrorCode.CLIP_PARENT_NOT_READY,
+        ErrorCode.CLIP_RANGE_INVALID,
+        ErrorCode.CARD_NOT_FOUND,
+        ErrorCode.CARD_NOT_READY,
+        ErrorCode.POSTER_TIME_INVALID,
+        ErrorCode.SOCIAL_INVALID,
     }
 )
 
@@ -118,6 +140,18 @@ HINTS: dict[ErrorCode, str] = {
     ErrorCode.LIMIT_PIXELS: "Export the video at 8K or below, or raise media.max_pixels.",
     ErrorCode.MEDIA_INVALID: "Check the file plays; re-export or re-upload it.",
     ErrorCode.CARD_CONFLICT: "Another source owns that card id; resubmit with --replace-card.",
+    ErrorCode.CLIP_PARENT_NOT_FOUND: "Check the card id; a clip is cut from a published card.",
+    ErrorCode.CLIP_PARENT_NOT_READY: "Wait for the card's card.ready, then ask for the clip.",
+    ErrorCode.CLIP_RANGE_INVALID: (
+        "Give from and to as 750, 750.25, 12:30 or 1:02:03.5, inside the recording, at least "
+        "1 s apart and within clips.max_duration_s."
+    ),
+    ErrorCode.CARD_NOT_FOUND: "Check the card id; published cards are under /v1/cards/{id}.",
+    ErrorCode.CARD_NOT_READY: "Wait for the card's card.ready; a poster is taken from its MP4.",
+    ErrorCode.POSTER_TIME_INVALID: "Give a time in seconds from 0 to just before the duration.",
+    ErrorCode.SOCIAL_INVALID: (
+        'Give social as {"crop_x": null or a left edge inside the frame, "captions": bool}.'
+    ),
     ErrorCode.NETWORK_TIMEOUT: "Retried automatically; check the source site if it persists.",
     ErrorCode.NETWORK_RATE_LIMITED: "Retried automatically with backoff.",
     ErrorCode.NETWORK_SERVER_ERROR: "Retried automatically; the source site is failing.",

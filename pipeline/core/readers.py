@@ -16,12 +16,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.core.errors import ErrorCode, RecastError
+from pipeline.core.job import StageStatus
 from pipeline.core.mediainfo import MediaInfo
 from pipeline.core.source import SourceInfo, SubtitleTrack
-from pipeline.core.stage import StageContext
+from pipeline.core.stage import AssetRole, StageContext
+from pipeline.core.timedtext import TranscriptDocument
 
 INGEST = "ingest"
 PROBE = "probe"
+TRANSCRIPT = "transcript"
 
 INFO_FILE = "info.json"
 """In ``ingest/``: what the source said about itself (:class:`SourceInfo`)."""
@@ -31,6 +34,9 @@ CAPTIONS_DIR = "captions"
 """In ``ingest/``: the source's caption files (``<lang>[.auto].<ext>``)."""
 MEDIA_INFO_FILE = "media.json"
 """In ``probe/``: what the downloaded media is (:class:`MediaInfo`)."""
+CLIP_TRANSCRIPT_FILE = "clip-transcript.json"
+"""In ``ingest/`` of a clip's job: the parent's transcript cut to the clip and re-timed
+(:class:`TranscriptDocument`); absent when the parent has none."""
 
 
 # -- files, for the stage writing them and for tools outside a job ---------------------------
@@ -79,9 +85,51 @@ def caption_file(ctx: StageContext, track: SubtitleTrack) -> Path:
     return ctx.input_dir(INGEST) / track.file
 
 
+def clip_transcript(ctx: StageContext) -> TranscriptDocument | None:
+    """A clip's words, cut from its parent's transcript by the ingest stage (requires
+    ``ingest``); None when the parent has no transcript, or the job is not a clip's."""
+    path = ctx.input_dir(INGEST) / CLIP_TRANSCRIPT_FILE
+    if not path.is_file():
+        return None
+    return TranscriptDocument.model_validate_json(path.read_text(encoding="utf-8"))
+
+
 def media_info(ctx: StageContext) -> MediaInfo:
     """What the downloaded media is (requires ``probe``)."""
     return read_media_info(ctx.input_dir(PROBE))
+
+
+def transcript_document(ctx: StageContext) -> TranscriptDocument | None:
+    """The transcript (``transcript.json``, the transcript stage's ``transcript-json`` asset;
+    requires ``transcript``); None when the stage made none (skipped, nothing said)."""
+    result = ctx.input_result(TRANSCRIPT)
+    if result is None or result.status != StageStatus.DONE:
+        return None
+    asset = next((a for a in result.assets if a.role == AssetRole.TRANSCRIPT_JSON), None)
+    if asset is None:
+        return None
+    path = ctx.input_dir(TRANSCRIPT) / asset.file
+    return TranscriptDocument.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def transcript_captions(ctx: StageContext) -> Path | None:
+    """The WebVTT caption track of the transcript, in the transcript's language (else the
+    first track), as the transcript stage published it (requires ``transcript``); None when
+    the stage made no track (skipped, or nothing was said)."""
+    result = ctx.input_result(TRANSCRIPT)
+    if result is None or result.status != StageStatus.DONE:
+        return None
+    tracks = [
+        asset
+        for asset in result.assets
+        if asset.role is AssetRole.CAPTIONS and asset.file.lower().endswith(".vtt")
+    ]
+    if not tracks:
+        return None
+    language = result.data.get("language")
+    chosen = next((track for track in tracks if track.lang == language), tracks[0])
+    path = ctx.input_dir(TRANSCRIPT) / chosen.file
+    return path if path.is_file() else None
 
 
 # -- the ingest stage's own outputs, while it runs --------------------------------------------

@@ -178,12 +178,28 @@ class TranscriptSettings(Section):
     max_cue_s: float = Field(7.0, gt=0)
     language: str = ""
     """The spoken language when known for every job (e.g. "de"); empty: detected per job."""
+    translate_to_english: bool = True
+    """Speech not in English also gets an English subtitle track from Whisper's translate task
+    (labelled machine-translated), unless the source has human English captions or the engine
+    is "captions". A second decoder pass over the audio: about the cost of recognition."""
 
     @model_validator(mode="after")
     def _cue_bounds(self) -> TranscriptSettings:
         if self.max_cue_s <= self.min_cue_s:
             raise ValueError("max_cue_s must be longer than min_cue_s")
         return self
+
+
+class ChapterSettings(Section):
+    """Chapters (the chapters stage): the source's, held to YouTube's rules, else from the
+    transcript."""
+
+    from_transcript: bool = True
+    """Find chapters in the transcript when the source has none that keep the rules."""
+    min_recording_s: float = Field(60.0, ge=0)
+    """Shorter recordings get no chapters from their transcript."""
+    seconds_per_chapter: float = Field(150.0, ge=20)
+    """On long recordings, at most one chapter from the transcript per this many seconds."""
 
 
 class ClusterSettings(Section):
@@ -262,6 +278,22 @@ class ApiSettings(Section):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_urls: int = Field(500, ge=1)
     page_size: int = Field(50, ge=1, le=1000)
+
+
+class ClipSettings(Section):
+    """Clips cut from ready cards (``POST /v1/cards/{id}/clips``, ``recast clip``)."""
+
+    max_duration_s: float = Field(600.0, ge=1)
+    """The longest clip accepted (``clip.range_invalid`` above it)."""
+    snap_pause_s: float = Field(0.3, gt=0, le=5)
+    """With snap: a gap between two words at least this long is a pause a cut may move to."""
+    snap_tolerance_s: float = Field(2.0, ge=0, le=30)
+    """With snap: how far a cut may move to reach a pause; none that near leaves it put."""
+    cut_preset: str = "ultrafast"
+    """x264 preset of the frame-accurate cut: an intermediate the transcode stage encodes the
+    ladder from, so speed counts more than its size (about half veryfast's CPU time)."""
+    cut_crf: int = Field(16, ge=0, le=51)
+    """x264 quality of the cut: high, since the ladder is encoded from it."""
 
 
 class LadderRung(Section):
@@ -601,12 +633,14 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     publish: PublishSettings = PublishSettings()
     transcript: TranscriptSettings = TranscriptSettings()
+    chapters: ChapterSettings = ChapterSettings()
     cluster: ClusterSettings = ClusterSettings()
     retention: RetentionSettings = RetentionSettings()
     api: ApiSettings = ApiSettings()
     media: MediaSettings = MediaSettings()
     ops: OpsSettings = OpsSettings()
     sources: SourcesSettings = SourcesSettings()
+    clips: ClipSettings = ClipSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -87,7 +87,11 @@ class AssetRole(StrEnum):
     CAPTIONS = "captions"
     TRANSCRIPT_TXT = "transcript-txt"
     TRANSCRIPT_JSON = "transcript-json"
+    CHAPTERS = "chapters"
+    """The WebVTT chapters track (a cue per chapter)."""
     WAVEFORM = "waveform"
+    SOCIAL_CUT = "social-cut"
+    """The 9:16 vertical MP4 for social platforms (pipeline/stages/social.py)."""
 
 
 class OutputAsset(BaseModel):

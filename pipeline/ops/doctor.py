@@ -87,6 +87,8 @@ REQUIRED_FILTERS: dict[str, str] = {
     "ebur128": "loudness measurement",
     "loudnorm": "loudness normalisation",
     "showwavespic": "the waveform of audio-only sources",
+    "crop": "the 9:16 social cut",
+    "ass": "captions burned into the social cut (libass)",
 }
 """Every filter the stages' graphs use."""
 

@@ -1,10 +1,10 @@
 """Assembles a card and everything published beside it from the finished stages' outputs.
 
 The stages say what their files are for (:class:`~pipeline.core.stage.OutputAsset` roles); this
-module turns them into the card's fields (streams, poster, captions, transcript, storyboard),
-renders the pages (card.html, watch.html, oembed.json) and lists every file to publish with
-its key, role and dimensions. The card is validated against the published JSON Schema
-(docs/card.schema.json) before anything is written.
+module turns them into the card's fields (streams, poster, captions, transcript, storyboard,
+chapters and their track), renders the pages (card.html, watch.html, oembed.json) and lists
+every file to publish with its key, role and dimensions. The card is validated against the
+published JSON Schema (docs/card.schema.json) before anything is written.
 
 Nothing here writes to storage; :mod:`pipeline.publish.writer` does, in a safe order.
 """
@@ -25,10 +25,13 @@ from pipeline.core.card import (
     CaptionTrack,
     Card,
     CardStatus,
+    ChapterRef,
     ImageSource,
     Link,
     Pages,
+    ParentRef,
     Poster,
+    SocialCut,
     Streams,
     TranscriptLinks,
     card_json_schema,
@@ -221,6 +224,25 @@ def _poster(ctx: _Context, title: str, items: list[tuple[StageOutput, OutputAsse
     )
 
 
+def poster_of(
+    storage: Storage,
+    settings: Settings,
+    card_id: str,
+    title: str,
+    directory: Path,
+    assets: list[OutputAsset],
+) -> tuple[Poster, list[PlannedFile]]:
+    """A card's poster from poster assets made in ``directory`` (as the thumbnails stage lists
+    them), and the files to publish: its sizes and formats, and the square crop."""
+    ctx = _Context(storage, settings, card_id)
+    output = StageOutput("poster", directory, StageResult(assets=assets))
+    poster = _poster(ctx, title, [(output, a) for a in assets if a.role is AssetRole.POSTER])
+    for asset in assets:
+        if asset.role is not AssetRole.POSTER:
+            ctx.add(output, asset)
+    return poster, ctx.files
+
+
 def _fallback_poster(ctx: _Context, meta: SourceInfo, thumbnail: Path, work: Path) -> Poster:
     """The poster made from the source's thumbnail (as the preview card has it)."""
     from pipeline.publish.preview import poster_from_thumbnail
@@ -273,6 +295,10 @@ class CardParts:
     language: str | None = None
     opening: str | None = None
     downloads: list[html.Download] = field(default_factory=list)
+    chapters: list[ChapterRef] | None = None
+    """The chapters stage's (the source's held to the rules, else the transcript's; empty:
+    none); None when it did not run, and the source's stand as build_card took them."""
+    chapters_track: str | None = None
 
 
 def gather(
@@ -289,6 +315,9 @@ def gather(
         opening = output.result.data.get("opening")
         if isinstance(opening, str) and opening.strip():
             parts.opening = opening
+        chapters = output.result.data.get("chapters")
+        if isinstance(chapters, list):
+            parts.chapters = [ChapterRef.model_validate(chapter) for chapter in chapters]
         for asset in output.result.assets:
             by_role.setdefault(asset.role, []).append((output, asset))
 
@@ -314,8 +343,19 @@ def gather(
     for output, asset in by_role.pop(AssetRole.AUDIO, []):
         parts.streams.audio = ctx.add(output, asset)
         parts.downloads.append(html.Download("Audio", parts.streams.audio))
+    for output, asset in by_role.pop(AssetRole.SOCIAL_CUT, []):
+        url = ctx.add(output, asset)
+        parts.streams.social = SocialCut(
+            src=url,
+            width=asset.width or 1,
+            height=asset.height or 1,
+            captions=bool(asset.extra.get("captions")),
+        )
+        parts.downloads.append(html.Download("Vertical MP4 (9:16)", url))
     for output, asset in by_role.pop(AssetRole.STORYBOARD_VTT, []):
         parts.storyboard = ctx.add(output, asset)
+    for output, asset in by_role.pop(AssetRole.CHAPTERS, []):
+        parts.chapters_track = ctx.add(output, asset)
     clips = [ctx.add(output, asset) for output, asset in by_role.pop(AssetRole.PREVIEW_CLIP, [])]
     mp4_clips = [url for url in clips if content_type(url) == "video/mp4"]
     if clips:
@@ -352,17 +392,23 @@ def _gather_captions(
             srt[ident] = url
             continue
         kind = asset.extra.get("kind")
+        translated_from = asset.extra.get("translated_from")
         tracks[ident] = CaptionTrack(
             lang=ident[0],
             label=_caption_label(asset),
             kind=kind if kind in ("captions", "subtitles") else "captions",
             automatic=ident[1],
             src=url,
+            translated_from=translated_from if isinstance(translated_from, str) else None,
         )
-        parts.caption_files.setdefault(ident[0], output.directory / asset.file)
+        if tracks[ident].translated_from is None:
+            parts.caption_files.setdefault(ident[0], output.directory / asset.file)
     for ident, track in tracks.items():
         track.srt = srt.get(ident)
-    parts.captions = sorted(tracks.values(), key=lambda t: (t.automatic, t.lang))
+    # a machine translation after the tracks in the words spoken, whatever its language
+    parts.captions = sorted(
+        tracks.values(), key=lambda t: (t.translated_from is not None, t.automatic, t.lang)
+    )
 
 
 def assemble(
@@ -406,7 +452,18 @@ def assemble(
     card.transcript = parts.transcript
     card.storyboard = parts.storyboard
     card.preview_clip = parts.preview_clip
+    if parts.chapters is not None:
+        card.chapters = parts.chapters
+        card.chapters_track = parts.chapters_track if parts.chapters else None
     card.language = parts.language or meta.language
+    if meta.clip is not None:
+        card.parent = ParentRef(
+            id=meta.clip.parent,
+            title=meta.clip.parent_title,
+            url=ctx.storage.relative_url(f"{meta.clip.parent}/watch.html", card_key(card_id)),
+            start=meta.clip.start,
+            end=meta.clip.end,
+        )
     card.pages = Pages(card_html=ctx.url("card.html"), watch_html=watch_url, oembed=oembed_url)
     if watch_url is not None:
         card.link = Link(label=settings.card.watch_label, href=watch_url)
@@ -451,14 +508,8 @@ def assemble(
             downloads=parts.downloads,
         )
         ctx.files.append(PlannedFile("watch.html", "page", data=page.encode()))
-        data = oembed.oembed_response(card, watch_url, settings.publish)
-        ctx.files.append(
-            PlannedFile(
-                "oembed.json",
-                "oembed",
-                data=(json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode(),
-            )
-        )
+        data = oembed.oembed_json(card, watch_url, settings.publish)
+        ctx.files.append(PlannedFile("oembed.json", "oembed", data=data))
     return Publication(card=card, files=ctx.files, static=used_static)
 
 

@@ -3,8 +3,9 @@
 - ``publish_playable`` (after ``playable``): the card with status ``playable``, pointing at the
   provisional stream copy (``hls-copy/master.m3u8``), so the recording can be watched while the
   ladder is still being encoded. Skipped when there is no provisional stream.
-- ``publish`` (after ``transcode``, ``thumbnails``, ``transcript``): the final card, status
-  ``ready``, with every asset; it replaces the playable card and removes ``hls-copy/``.
+- ``publish`` (after ``transcode``, ``thumbnails``, ``transcript``, ``chapters``, ``social``):
+  the final card, status ``ready``, with every asset; it replaces the playable card and removes
+  ``hls-copy/``.
   With nothing playable (no transcode stage), the card stays a preview, improved.
 
 Both write the card, card.html, watch.html, oembed.json, manifest.json and the event index
@@ -19,7 +20,7 @@ from pipeline.core.job import StageStatus
 from pipeline.core.stage import AssetRole, Queue, Stage, StageContext, StageResult
 from pipeline.publish.publisher import publish_from_stages
 
-READY_INPUTS = ("transcode", "thumbnails", "transcript")
+READY_INPUTS = ("transcode", "thumbnails", "transcript", "chapters", "social")
 PLAYABLE_INPUTS = ("playable",)
 
 

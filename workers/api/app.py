@@ -44,6 +44,7 @@ from workers.api import cursor as cursors
 from workers.api import docs, errors
 from workers.api.auth import TokenCheck, Tokens
 from workers.api.bodylimit import BodyLimit
+from workers.api.clips import install as install_clips
 from workers.api.headers import SecurityHeaders
 from workers.api.models import (
     CARD_ID_PATTERN,
@@ -61,6 +62,7 @@ from workers.api.models import (
     refusals,
 )
 from workers.api.ops import install as install_ops
+from workers.api.poster import install as install_poster
 from workers.producer import Producer
 
 log = logging.getLogger("recast.api")
@@ -113,6 +115,8 @@ def create_api(settings: Settings, producer: Producer | None = None) -> FastAPI:
     tokens = Tokens(settings.api.tokens)
     auth = [Depends(TokenCheck(tokens))]
     ops = install_ops(api, settings, tokens, get_producer)  # /metrics, /board
+    install_clips(api, settings, auth, get_producer, storage)  # POST /v1/cards/{id}/clips
+    install_poster(api, settings, auth, storage)  # POST /v1/cards/{id}/poster
 
     def job_or_404(job_id: str) -> JobView:
         record = get_producer().get(job_id)

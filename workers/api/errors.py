@@ -28,6 +28,10 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.REQUEST_CONFLICT: 409,
     ErrorCode.REQUEST_TOO_LARGE: 413,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
+    ErrorCode.CLIP_PARENT_NOT_FOUND: 404,
+    ErrorCode.CLIP_PARENT_NOT_READY: 409,
+    ErrorCode.CARD_NOT_FOUND: 404,
+    ErrorCode.CARD_NOT_READY: 409,
     ErrorCode.INTERNAL: 500,
 }
 
