@@ -212,7 +212,8 @@ class HostState(BaseModel):
         if pause_s <= 0:
             return self._wait(host, WaitReason.REFUSED, now, now + policy.pause_base_s)
         self.paused_until = now + pause_s
-        self.paused_after = len(self.refusals)
+        # Counted since the host last answered: a refused probe adds to the refusals before it.
+        self.paused_after = (self.paused_after if self.pauses > 1 else 0) + len(self.refusals)
         self.refusals = {}
         self.probe = None
         return self._paused(host, now)
